@@ -1,0 +1,109 @@
+"""sluice: one command line for the app, simulation, recording, benchmarks and training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: reported in one line, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from sim.arch import BackendError
+    from sim.scene import SceneError
+    from sim.solver import CapacityError, NonFiniteError
+    from sim.state import StateFileError
+
+    return (UserError, SceneError, BackendError, StateFileError, CapacityError, NonFiniteError, OSError)
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    from sim.scene import builtin_scenes, load_scene
+
+    for name in builtin_scenes():
+        scene = load_scene(name)
+        print(f"{name:14s} {scene.dim}D  {scene.description}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from sim.arch import init_taichi
+    from sim.scene import load_scene
+    from sim.trajectory import check_writable, simulate
+
+    if args.frames < 1:
+        raise UserError("--frames must be at least 1")
+    scene = load_scene(args.scene, {"seed": args.seed} if args.seed is not None else None)
+    check_writable(args.out)
+    init_taichi(args.arch)
+    try:
+        summary = simulate(scene, args.frames, args.out)
+    except KeyboardInterrupt:
+        print(f"sluice: interrupted; the frames finished so far are in {args.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(
+        f"wrote {args.out}: {summary['frames']} frames, {summary['particles']} particles, "
+        f"clamps {summary['clamps']}"
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from sim.arch import init_taichi
+    from sim.bench import run_benchmarks
+
+    arch = init_taichi(args.arch)
+    run_benchmarks(args.suite, args.json, arch=arch, quick=args.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sim.arch import ARCH_CHOICES
+
+    parser = argparse.ArgumentParser(prog="main.py", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("scenes", help="list the built-in scenes")
+    p.set_defaults(func=cmd_scenes)
+
+    p = sub.add_parser("simulate", help="run a scene headless and write its trajectory (.npz)")
+    p.add_argument("--scene", required=True, help="built-in scene name or path to a .toml file")
+    p.add_argument("--frames", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output .npz")
+    p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed (particle jitter)")
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("bench", help="measure speed; prints a table and writes JSON records")
+    p.add_argument("suite", nargs="?", default="sim", choices=["sim"], help="which benchmarks to run")
+    p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the records")
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except _user_errors() as e:
+        print(f"sluice: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("sluice: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Numerical MLS-MPM in Taichi. Knows nothing of torch or Qt."""

@@ -1,0 +1,165 @@
+"""Snapshots of the whole solver state, in memory and as versioned .npz files written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.colliders import from_description
+from sim.emitters import Emitter
+from sim.materials import PARAM_COLUMNS, MaterialParams
+
+STATE_VERSION = 1
+
+
+class StateFileError(ValueError):
+    """A state file that cannot be read into this solver."""
+
+
+@dataclass
+class Snapshot:
+    particles: dict[str, np.ndarray]
+    time: float
+    frame: int
+    slots: list[MaterialParams]
+    colliders: list[dict]
+    emitters: list[dict]
+    force_field: np.ndarray | None
+    force_window: tuple[float, float]
+
+
+def _emitter_record(e: Emitter) -> dict:
+    return {
+        "slot": e.slot,
+        "center": e.center.tolist(),
+        "radius": e.radius,
+        "velocity": e.velocity.tolist(),
+        "rate": e.rate,
+        "start": e.start,
+        "stop": None if math.isinf(e.stop) else e.stop,
+        **e.state(),
+    }
+
+
+def _emitter_from_record(r: dict) -> Emitter:
+    e = Emitter(
+        int(r["slot"]),
+        np.asarray(r["center"], float),
+        float(r["radius"]),
+        np.asarray(r["velocity"], float),
+        float(r["rate"]),
+        float(r["start"]),
+        math.inf if r["stop"] is None else float(r["stop"]),
+    )
+    e.set_state(r)
+    return e
+
+
+def snapshot(solver) -> Snapshot:
+    field = solver.force_field()
+    return Snapshot(
+        particles=solver.particles(),
+        time=solver.time,
+        frame=solver.frame,
+        slots=list(solver.slots),
+        colliders=[c.describe() for c in solver.colliders],
+        emitters=[_emitter_record(e) for e in solver.emitters],
+        force_field=None if field is None else field.copy(),
+        force_window=solver.force_window,
+    )
+
+
+def restore(solver, snap: Snapshot) -> None:
+    """Put the solver back exactly as it was when `snap` was taken."""
+    solver.replace_materials(snap.slots)
+    solver.replace_colliders([from_description(d) for d in snap.colliders])
+    solver.emitters[:] = [_emitter_from_record(r) for r in snap.emitters]
+    solver.set_particles(snap.particles)
+    solver.time, solver.frame = snap.time, snap.frame
+    if snap.force_field is None:
+        solver.clear_force_field()
+    else:
+        solver.set_force_field(snap.force_field, *snap.force_window)
+
+
+def _config_key(solver) -> dict:
+    cfg = solver.config
+    return {"dim": cfg.dim, "size": list(cfg.size), "grid": cfg.grid}
+
+
+def save(solver, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write the solver state to `path` (.npz) atomically: a temporary file, then a rename."""
+    path = Path(path)
+    snap = snapshot(solver)
+    meta = {
+        "version": STATE_VERSION,
+        "config": _config_key(solver),
+        "time": snap.time,
+        "frame": snap.frame,
+        "slots": [list(p.as_row()) for p in snap.slots],
+        "colliders": snap.colliders,
+        "emitters": snap.emitters,
+        "force_window": list(snap.force_window),
+        "extra": extra or {},
+    }
+    arrays = {f"particle_{k}": v for k, v in snap.particles.items()}
+    if snap.force_field is not None:
+        arrays["force_field"] = snap.force_field
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(path: str | os.PathLike) -> tuple[dict, Snapshot]:
+    """Read a state file without touching any solver. Raises StateFileError with the reason."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            particles = {k[len("particle_") :]: data[k] for k in data.files if k.startswith("particle_")}
+            field = data["force_field"] if "force_field" in data.files else None
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise StateFileError(f"{path}: not a readable sluice state file ({e})") from None
+    if meta.get("version") != STATE_VERSION:
+        raise StateFileError(
+            f"{path}: state version {meta.get('version')} but this sluice reads {STATE_VERSION}"
+        )
+    slots = [
+        MaterialParams(**{**dict(zip(PARAM_COLUMNS, row)), "kind": int(row[0])}) for row in meta["slots"]
+    ]
+    snap = Snapshot(
+        particles,
+        float(meta["time"]),
+        int(meta["frame"]),
+        slots,
+        meta["colliders"],
+        meta["emitters"],
+        field,
+        tuple(meta["force_window"]),
+    )
+    return meta, snap
+
+
+def load(solver, path: str | os.PathLike) -> dict:
+    """Load a state file into `solver`; on any mismatch the solver is left untouched."""
+    meta, snap = read(path)
+    if meta["config"] != _config_key(solver):
+        raise StateFileError(f"{path}: saved for {meta['config']}, but this scene is {_config_key(solver)}")
+    if len(snap.particles.get("x", [])) > solver.capacity:
+        raise StateFileError(
+            f"{path}: {len(snap.particles['x'])} particles exceed capacity {solver.capacity}"
+        )
+    restore(solver, snap)
+    return meta

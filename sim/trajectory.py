@@ -1,0 +1,92 @@
+"""`simulate`: run a scene headless and write its trajectory as .npz."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sim.build import build_solver
+from sim.scene import Scene
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any simulation when `path` cannot be written."""
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise OSError(f"{path}: folder {parent} does not exist")
+    if path.is_dir():
+        raise OSError(f"{path}: is a folder, expected a file name")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OSError(f"{path}: not writable")
+
+
+def write_npz_atomic(path: Path, **arrays) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def simulate(scene: Scene, frames: int, out: Path, progress: bool = True) -> dict:
+    """Run `frames` frames and write x, v (frames+1 x particles x dim, frame 0 is the initial state),
+    material, count per frame, frame_dt and the resolved scene as JSON.
+
+    Emitters and removal change the particle count, so rows are padded with NaN beyond `count[f]`.
+    Ctrl-C writes the frames finished so far and re-raises.
+    """
+    check_writable(out)
+    solver = build_solver(scene)
+    xs, vs, materials = [], [], None
+    clamps = {"velocity": 0, "position": 0, "deformation": 0}
+
+    def record():
+        nonlocal materials
+        state = solver.particles()
+        xs.append(state["x"])
+        vs.append(state["v"])
+        materials = state["material"]
+
+    interrupted = None
+    record()
+    try:
+        for _ in tqdm(range(frames), desc=scene.name, unit="frame", disable=not progress):
+            stats = solver.step_frame()
+            clamps["velocity"] += stats.velocity_clamps
+            clamps["position"] += stats.position_clamps
+            clamps["deformation"] += stats.deformation_clamps
+            record()
+    except (KeyboardInterrupt, RuntimeError) as e:
+        interrupted = e
+    finally:
+        solver.close()
+    counts = np.array([len(x) for x in xs], np.int32)
+    width = int(counts.max())
+    x = np.full((len(xs), width, scene.dim), np.nan, np.float32)
+    v = np.full_like(x, np.nan)
+    for f, (xf, vf) in enumerate(zip(xs, vs)):
+        x[f, : len(xf)], v[f, : len(vf)] = xf, vf
+    material = np.full(width, -1, np.int32)
+    material[: len(materials)] = materials
+    summary = {"frames": len(xs) - 1, "particles": width, "clamps": clamps}
+    write_npz_atomic(
+        out,
+        x=x,
+        v=v,
+        material=material,
+        count=counts,
+        frame_dt=np.float64(scene.frame_dt),
+        scene=np.array(json.dumps(scene.to_json())),
+        summary=np.array(json.dumps(summary)),
+    )
+    if interrupted is not None:
+        raise interrupted
+    return summary
