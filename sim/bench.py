@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import taichi as ti
 
+from sim.arch import is_cpu
 from sim.baseline import load_example
 from sim.colliders import Boundary
 from sim.materials import Material, resolve
@@ -58,7 +59,9 @@ def substeps_per_second(step, count: int, repeats: int = 3) -> float:
     return count / best
 
 
-def _solver_like(n_grid: int, dt: float, gravity: float, capacity: int) -> MPMSolver:
+def _solver_like(
+    n_grid: int, dt: float, gravity: float, capacity: int, serial_p2g: bool | None = None
+) -> MPMSolver:
     """Our solver on the examples' unit square, grid and dt (the padding lies outside their domain)."""
     cfg = SolverConfig(
         dim=2,
@@ -77,16 +80,25 @@ def bench_vs_mpm88(count: int) -> list[dict]:
     ref = load_example("mpm88")
     ref.init()
     theirs = substeps_per_second(ref.substep, count)
-    ours_solver = _solver_like(ref.n_grid, ref.dt, ref.gravity, ref.n_particles)
-    # Same stiffness per density as the example (E = 400 with rho = 1).
-    slot = ours_solver.add_material(resolve(Material.WATER, {"density": 1.0}, math.sqrt(ref.E)))
-    ours_solver.add_particles(ref.x.to_numpy(), np.tile([0.0, -1.0], (ref.n_particles, 1)), slot)
-    ours = substeps_per_second(lambda: ours_solver.substep(ref.dt), count)
-    ours_solver.close()
+    rates = {}
+    for serial in (True, False):  # serial is what we run on the CPU; parallel shows why
+        solver = _solver_like(ref.n_grid, ref.dt, ref.gravity, ref.n_particles, serial_p2g=serial)
+        # Same stiffness per density as the example (E = 400 with rho = 1).
+        slot = solver.add_material(resolve(Material.WATER, {"density": 1.0}, math.sqrt(ref.E)))
+        solver.add_particles(ref.x.to_numpy(), np.tile([0.0, -1.0], (ref.n_particles, 1)), slot)
+        rates[serial] = substeps_per_second(lambda s=solver: s.substep(ref.dt), count)
+        solver.close()
+    ours = rates[is_cpu()]  # the solver's default: serial p2g on the CPU
     return [
         record("sim.taichi_mpm88.substeps_per_s", theirs, "1/s", particles=ref.n_particles),
         record("sim.ours_at_mpm88.substeps_per_s", ours, "1/s", particles=ref.n_particles),
         record("sim.vs_taichi_mpm88.ratio", ours / theirs, "x", target=">= 1.0"),
+        record(
+            "sim.p2g_serial_vs_parallel.ratio",
+            rates[True] / rates[False],
+            "x",
+            note="whole substep, serial p2g over parallel p2g with atomics",
+        ),
     ]
 
 

@@ -190,7 +190,11 @@ class MPMSolver:
 
         self.gravity[None] = config.gravity
         self._wall_hi = [c * self.dx for c in config.cells]
-        self._size = list(config.size)
+        # The clamp band's top in float32, rounded down so that no clamped particle exceeds `size`.
+        self._size = [
+            float(np.nextafter(np.float32(v), np.float32(0))) if float(np.float32(v)) > v else v
+            for v in config.size
+        ]
 
     def close(self) -> None:
         """Free the solver's Taichi memory; the object must not be used afterwards."""
