@@ -20,7 +20,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from sim.solver import CapacityError, NonFiniteError
     from sim.state import StateFileError
 
-    return (UserError, SceneError, BackendError, StateFileError, CapacityError, NonFiniteError, OSError)
+    errors = [UserError, SceneError, BackendError, StateFileError, CapacityError, NonFiniteError, OSError]
+    if "app.record" in sys.modules:
+        from app.record import RecordError
+        from app.script import ScriptError
+
+        errors += [RecordError, ScriptError]
+    return tuple(errors)
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
@@ -54,12 +60,46 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from app.record import output_kind, parse_size, record
+    from sim.arch import init_taichi
+
+    parse_size(args.size)
+    output_kind(args.out)  # an unwritable output fails before any simulation
+    init_taichi(args.arch)
+    result = record(
+        args.scene,
+        args.frames,
+        args.out,
+        size=args.size,
+        fps=args.fps,
+        color=args.color,
+        script=args.script,
+        seed=args.seed,
+    )
+    if result.interrupted:
+        print(f"sluice: interrupted after {result.frames} frames; {args.out} holds them", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.error:
+        print(
+            f"sluice: simulation failed: {result.error}; {args.out} keeps the {result.frames} frames before",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wrote {args.out}: {result.frames} frames")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from sim.arch import init_taichi
     from sim.bench import run_benchmarks
 
+    if args.suite == "render":
+        from app.bench import render_records as suite
+    else:
+        from sim.bench import sim_records as suite
     arch = init_taichi(args.arch)
-    run_benchmarks(args.suite, args.json, arch=arch, quick=args.quick)
+    run_benchmarks(suite, args.json, arch=arch, quick=args.quick)
     return 0
 
 
@@ -80,8 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser("record", help="record a scene headless to .mp4, .gif or a folder of PNGs")
+    p.add_argument("--scene", required=True, help="built-in scene name or path to a .toml file")
+    p.add_argument("--frames", type=int, required=True)
+    p.add_argument(
+        "--out", type=Path, required=True, help="FILE.mp4, FILE.gif, or a folder for numbered PNGs"
+    )
+    p.add_argument("--size", default="960x540", help="WIDTHxHEIGHT in pixels (even numbers)")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--color", choices=["material", "speed"], default="material")
+    p.add_argument("--script", type=Path, default=None, help="TOML timeline of interactions")
+    p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed")
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    p.set_defaults(func=cmd_record)
+
     p = sub.add_parser("bench", help="measure speed; prints a table and writes JSON records")
-    p.add_argument("suite", nargs="?", default="sim", choices=["sim"], help="which benchmarks to run")
+    p.add_argument(
+        "suite", nargs="?", default="sim", choices=["sim", "render"], help="which benchmarks to run"
+    )
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the records")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")

@@ -168,11 +168,9 @@ def sim_records(quick: bool = False) -> list[dict]:
     return records
 
 
-SUITES = {"sim": sim_records}
-
-
-def run_benchmarks(suite: str, json_path: Path, arch: str, quick: bool = False) -> list[dict]:
-    records = [dict(r, arch=arch) for r in SUITES[suite](quick)]
+def run_benchmarks(suite, json_path: Path, arch: str, quick: bool = False) -> list[dict]:
+    """Run one suite (a function quick -> records), print its table and merge it into `json_path`."""
+    records = [dict(r, arch=arch) for r in suite(quick)]
     print_table(records)
     write_json(records, json_path)
     print(f"wrote {len(records)} records to {json_path}")

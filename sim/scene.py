@@ -169,15 +169,21 @@ def resolve_path(name_or_path: str | Path) -> Path:
     return scenes[str(name_or_path)]
 
 
+def read_toml(path: Path, error: type[Exception] | None = None) -> dict:
+    """Parse a TOML file (data only: nothing in it is ever executed); failures raise `error` (SceneError)."""
+    error = error or SceneError
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: malformed TOML: {e}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror}") from None
+
+
 def load_scene(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Scene:
     """Read and validate a scene. `overrides` replace keys of [scene] (e.g. a coarser grid for tests)."""
     path = resolve_path(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SceneError(f"{path}: malformed TOML: {e}") from None
-    except OSError as e:
-        raise SceneError(f"{path}: cannot read: {e.strerror}") from None
+    raw = read_toml(path)
     if overrides:
         raw.setdefault("scene", {})
         if isinstance(raw["scene"], dict):
@@ -185,7 +191,7 @@ def load_scene(name_or_path: str | Path, overrides: dict[str, Any] | None = None
     return parse_scene(raw, str(path))
 
 
-class _Reader:
+class TableReader:
     """Typed access to one TOML table, with errors that name the file and the key path."""
 
     def __init__(self, source: str, where: str, table: Any, allowed: set[str]):
@@ -273,7 +279,7 @@ class _Reader:
         return value
 
 
-def _material_params(r: _Reader, material: Material, base_keys: set[str]) -> dict[str, float]:
+def _material_params(r: TableReader, material: Material, base_keys: set[str]) -> dict[str, float]:
     params = {}
     for key in set(r.table) - base_keys:
         if key not in allowed_params(material):
@@ -298,10 +304,10 @@ def _all_params() -> set[str]:
 
 
 def parse_scene(raw: dict, source: str = "<scene>") -> Scene:
-    top = _Reader(source, "file", raw, {"scene", "body", "obstacle", "emitter"})
+    top = TableReader(source, "file", raw, {"scene", "body", "obstacle", "emitter"})
     if "scene" not in raw:
         top.fail("scene", "missing [scene] table")
-    r = _Reader(source, "scene", raw["scene"], SCENE_KEYS)
+    r = TableReader(source, "scene", raw["scene"], SCENE_KEYS)
     dim = r.integer("dim", minimum=2, maximum=3)
     size = r.vector("size", dim, positive=True)
     gravity_raw = r.table.get("gravity", 9.81)
@@ -333,7 +339,7 @@ def parse_scene(raw: dict, source: str = "<scene>") -> Scene:
         r.fail("dt", "must not exceed frame_dt")
 
     for i, table in enumerate(_list_of_tables(top, raw, "obstacle")):
-        scene.obstacles.append(_parse_obstacle(source, f"obstacle[{i}]", table, scene))
+        scene.obstacles.append(parse_obstacle(source, f"obstacle[{i}]", table, scene))
     for i, table in enumerate(_list_of_tables(top, raw, "body")):
         scene.bodies.append(_parse_body(source, f"body[{i}]", table, scene))
     for i, table in enumerate(_list_of_tables(top, raw, "emitter")):
@@ -343,7 +349,7 @@ def parse_scene(raw: dict, source: str = "<scene>") -> Scene:
     return scene
 
 
-def _list_of_tables(top: _Reader, raw: dict, key: str) -> list:
+def _list_of_tables(top: TableReader, raw: dict, key: str) -> list:
     value = raw.get(key, [])
     if not isinstance(value, list):
         top.fail(key, f"must be an array of tables: write [[{key}]]")
@@ -355,7 +361,7 @@ def _inside_domain(lo: np.ndarray, hi: np.ndarray, size: tuple[float, ...]) -> b
 
 
 def _parse_body(source: str, where: str, table: Any, scene: Scene) -> Body:
-    r = _Reader(source, where, table, BODY_KEYS | _all_params())
+    r = TableReader(source, where, table, BODY_KEYS | _all_params())
     material = r.choice("material", MATERIAL_NAMES)
     shape = r.choice("shape", {"box": "box", "sphere": "sphere"})
     params = _material_params(r, material, BODY_KEYS)
@@ -391,8 +397,8 @@ def _parse_body(source: str, where: str, table: Any, scene: Scene) -> Body:
     return body
 
 
-def _parse_obstacle(source: str, where: str, table: Any, scene: Scene) -> col.Collider:
-    r = _Reader(source, where, table, set(OBSTACLE_KEYS) | set().union(*OBSTACLE_SHAPES.values()))
+def parse_obstacle(source: str, where: str, table: Any, scene: Scene) -> col.Collider:
+    r = TableReader(source, where, table, set(OBSTACLE_KEYS) | set().union(*OBSTACLE_SHAPES.values()))
     shape = r.choice("shape", {k: k for k in OBSTACLE_SHAPES})
     extra = sorted(set(r.table) - set(OBSTACLE_KEYS) - OBSTACLE_SHAPES[shape])
     if extra:
@@ -422,7 +428,7 @@ def _parse_obstacle(source: str, where: str, table: Any, scene: Scene) -> col.Co
 
 
 def _parse_emitter(source: str, where: str, table: Any, scene: Scene) -> EmitterSpec:
-    r = _Reader(source, where, table, EMITTER_KEYS | _all_params())
+    r = TableReader(source, where, table, EMITTER_KEYS | _all_params())
     material = r.choice("material", MATERIAL_NAMES)
     spec = EmitterSpec(
         material=material,

@@ -1,0 +1,1 @@
+"""sluice application layer: session, rendering, recording and the Qt window."""

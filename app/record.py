@@ -1,0 +1,202 @@
+"""Headless recording: Session + Renderer into an EGL/OSMesa context, frames to mp4, GIF or numbered PNGs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+# The headless module chooses PyOpenGL's platform; it must be imported before anything imports OpenGL.
+from app.render import headless  # noqa: I001  (import order matters)
+from app.render.camera import OrbitCamera
+from app.render.renderer import Renderer
+from app.script import load_script
+from app.session import Session
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+class RecordError(ValueError):
+    """A recording request that cannot be carried out (bad output path, size, ...)."""
+
+
+class SolverFailure(RuntimeError):
+    """The simulation failed mid-run; the frames before it were kept."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise RecordError(f"--size must look like 960x540, got {text!r}") from None
+    if not (16 <= width <= 7680 and 16 <= height <= 4320) or width % 2 or height % 2:
+        raise RecordError(f"--size {text}: width and height must be even, between 16x16 and 7680x4320")
+    return width, height
+
+
+def output_kind(out: Path) -> str:
+    """mp4, gif or png (a folder of numbered PNGs). Fails before any simulation if `out` can't be written."""
+    suffix = out.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        parent = out.resolve().parent
+        if not parent.is_dir():
+            raise RecordError(f"{out}: folder {parent} does not exist")
+        if out.is_dir() or not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+            raise RecordError(f"{out}: cannot write here")
+        return suffix[1:]
+    if suffix:
+        raise RecordError(f"{out}: unknown format {suffix!r}; use .mp4, .gif or a folder for PNGs")
+    if out.exists() and not out.is_dir():
+        raise RecordError(f"{out}: exists and is not a folder")
+    parent = out.resolve().parent
+    if not out.exists() and (not parent.is_dir() or not os.access(parent, os.W_OK)):
+        raise RecordError(f"{out}: cannot create this folder")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise RecordError(f"{out}: folder is not writable")
+    return "png"
+
+
+class FrameSink:
+    """Writes frames; close() always leaves a valid file, with however many frames arrived."""
+
+    def __init__(self, out: Path, kind: str, fps: float):
+        self.out, self.kind, self.fps = out, kind, fps
+        self.count = 0
+        self._gif_frames: list[Image.Image] = []
+        self._writer = None
+        self._tmp: Path | None = None
+        if kind == "png":
+            out.mkdir(parents=False, exist_ok=True)
+        elif kind == "mp4":
+            import imageio.v2 as iio2
+
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{out.stem}.", suffix=".partial.mp4", dir=out.resolve().parent
+            )
+            os.close(fd)
+            self._tmp = Path(tmp)
+            # imageio-ffmpeg starts ffmpeg in its own process group, so a Ctrl-C reaches only us and
+            # closing the writer still finalises the file.
+            self._writer = iio2.get_writer(
+                self._tmp,
+                format="FFMPEG",
+                mode="I",
+                fps=fps,
+                codec="libx264",
+                pixelformat="yuv420p",
+                macro_block_size=2,
+                quality=7,
+                ffmpeg_log_level="error",
+            )
+
+    def append(self, rgb: np.ndarray) -> None:
+        if self.kind == "png":
+            path = self.out / f"frame_{self.count:05d}.png"
+            tmp = path.with_name(f".{path.name}.tmp")
+            iio.imwrite(tmp, rgb, extension=".png")
+            os.replace(tmp, path)
+        elif self.kind == "mp4":
+            self._writer.append_data(rgb)
+        else:
+            self._gif_frames.append(
+                Image.fromarray(rgb).quantize(colors=255, method=Image.Quantize.MEDIANCUT)
+            )
+        self.count += 1
+
+    def close(self) -> None:
+        if self.kind == "mp4" and self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            if self.count:
+                os.replace(self._tmp, self.out)
+            else:
+                self._tmp.unlink(missing_ok=True)
+        elif self.kind == "gif" and self._gif_frames:
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.out.stem}.", suffix=".gif", dir=self.out.resolve().parent
+            )
+            os.close(fd)
+            first, *rest = self._gif_frames
+            first.save(tmp, save_all=True, append_images=rest, duration=round(1000 / self.fps), loop=0)
+            os.replace(tmp, self.out)
+            self._gif_frames = []
+
+
+@dataclass
+class RecordResult:
+    frames: int
+    out: Path
+    interrupted: bool = False
+    error: str | None = None
+
+
+class Recorder:
+    """Renders a Session into an offscreen framebuffer, one image per tick."""
+
+    def __init__(self, session: Session, width: int, height: int, color: str = "material"):
+        self.session, self.width, self.height, self.color = session, width, height, color
+        self.context = headless.HeadlessContext(width, height)
+        self.renderer = Renderer()
+        self.camera = OrbitCamera.default_for(session.scene.size) if session.dim == 3 else None
+
+    def render(self) -> np.ndarray:
+        self.context.make_current()
+        view = self.session.frame_view(self.color, hud=self.session.hud_line(timing=False))
+        self.renderer.render(view, self.width, self.height, self.camera)
+        return self.context.read_rgb()
+
+    def close(self) -> None:
+        self.context.make_current()
+        self.renderer.release()
+        self.context.close()
+
+
+def record(
+    scene: str,
+    frames: int,
+    out: Path,
+    size: str = "960x540",
+    fps: float = 30.0,
+    color: str = "material",
+    script: Path | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+) -> RecordResult:
+    """Simulate and record `frames` frames. Validates everything (output, size, script, scene) first."""
+    if frames < 1:
+        raise RecordError("--frames must be at least 1")
+    if not fps > 0:
+        raise RecordError("--fps must be positive")
+    width, height = parse_size(size)
+    kind = output_kind(out)
+    session = Session(scene, seed=seed)
+    try:
+        if script is not None:
+            session.script = load_script(script, session.dim)
+        recorder = Recorder(session, width, height, color)
+    except BaseException:
+        session.close()
+        raise
+    sink = FrameSink(out, kind, fps)
+    result = RecordResult(0, out)
+    try:
+        for _ in tqdm(range(frames), desc=f"record {session.scene.name}", unit="frame", disable=not progress):
+            report = session.tick()
+            if report.error:
+                result.error = report.error
+                break
+            sink.append(recorder.render())
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        sink.close()
+        recorder.close()
+        session.close()
+    result.frames = sink.count
+    return result

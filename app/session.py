@@ -1,0 +1,289 @@
+"""The GUI-free Session: one scene, its stepper, and the interaction verbs that the GUI and scripts share.
+
+No Qt here: every behaviour of the app is testable without a window.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from app.render.view import FrameView
+from app.script import Action
+from sim import state as state_io
+from sim.build import build_solver
+from sim.colliders import Collider
+from sim.emitters import Emitter
+from sim.materials import MATERIAL_NAMES, resolve
+from sim.scene import Scene, load_scene, parse_obstacle
+from sim.solver import Brush, NonFiniteError
+
+PARTICLE_RADIUS_SCALE = 0.75  # drawn radius over particle spacing: a little overlap reads as a continuum
+
+
+@dataclass
+class FrameReport:
+    """What one tick did."""
+
+    frame: int
+    sim_time: float
+    latency_ms: float
+    path: str  # which stepper ran: "numerical" (later "neural", "fallback")
+    particles: int
+    substeps: int = 0
+    clamps: int = 0
+    messages: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class _TimedBrush:
+    brush: Brush
+    frames_left: int
+
+
+class Session:
+    """A scene, its solver and the verbs. Errors in an action leave the state as it was."""
+
+    def __init__(self, scene: str | Path | Scene, overrides: dict | None = None, seed: int | None = None):
+        if seed is not None:
+            overrides = {**(overrides or {}), "seed": seed}
+        self.scene = scene if isinstance(scene, Scene) else load_scene(scene, overrides)
+        self.solver = build_solver(self.scene)
+        self._initial = state_io.snapshot(self.solver)
+        self.mode = "numerical"
+        self.script: list[Action] = []
+        self._brushes: list[_TimedBrush] = []
+        self._pours: dict[str, tuple[Emitter, int | None]] = {}
+        self.last_report: FrameReport | None = None
+        self.fallback_rate = 0.0
+
+    # ------------------------------------------------------------------------------------- stepping
+    @property
+    def dim(self) -> int:
+        return self.scene.dim
+
+    @property
+    def frame(self) -> int:
+        return self.solver.frame
+
+    def tick(self) -> FrameReport:
+        """Run scripted actions due now, then advance one frame. A blown-up frame is undone and reported."""
+        for action in [a for a in self.script if a.frame == self.frame]:
+            self.apply(action)
+        self.solver.set_brushes([b.brush for b in self._brushes])
+        start_state = state_io.snapshot(self.solver)
+        started = time.perf_counter()
+        try:
+            stats = self.solver.step_frame()
+        except NonFiniteError as e:
+            state_io.restore(self.solver, start_state)
+            report = FrameReport(
+                self.frame,
+                self.solver.time,
+                (time.perf_counter() - started) * 1e3,
+                self.mode,
+                self.solver.n,
+                error=str(e),
+            )
+            self.last_report = report
+            return report
+        latency = (time.perf_counter() - started) * 1e3
+        self._age_interactions()
+        report = FrameReport(
+            frame=self.frame,
+            sim_time=self.solver.time,
+            latency_ms=latency,
+            path=self.mode,
+            particles=self.solver.n,
+            substeps=stats.substeps,
+            clamps=stats.velocity_clamps + stats.position_clamps + stats.deformation_clamps,
+            messages=stats.messages,
+        )
+        self.last_report = report
+        return report
+
+    def _age_interactions(self) -> None:
+        for timed in self._brushes:
+            timed.frames_left -= 1
+        self._brushes = [b for b in self._brushes if b.frames_left > 0]
+        for name, (_, stop_frame) in list(self._pours.items()):
+            if stop_frame is not None and self.frame >= stop_frame:
+                self.stop_pour(name)
+
+    # ---------------------------------------------------------------------------------------- verbs
+    def brush(
+        self, center, radius: float, strength: float, mode: str = "push", direction=None, frames: int = 1
+    ) -> None:
+        """A brush for the next `frames` ticks. push: along `direction`; attract/repel: toward/away from
+        the centre. Strength is an acceleration (m/s^2); the solver's CFL limit bounds its effect."""
+        if mode not in ("push", "attract", "repel"):
+            raise ValueError(f"unknown brush mode {mode!r}")
+        if not (math.isfinite(strength) and math.isfinite(radius) and radius > 0):
+            raise ValueError("brush strength and radius must be finite, and the radius positive")
+        if mode == "push":
+            norm = float(np.linalg.norm(direction)) if direction is not None else 0.0
+            if not norm > 0:
+                return  # a drag of zero length pushes nowhere
+            brush = Brush(tuple(center), radius, abs(strength), tuple(np.asarray(direction) / norm))
+        else:
+            brush = Brush(tuple(center), radius, abs(strength) * (1 if mode == "attract" else -1))
+        self._brushes.append(_TimedBrush(brush, max(1, int(frames))))
+        self._brushes = self._brushes[-8:]
+
+    def pour(
+        self,
+        center,
+        radius: float,
+        velocity,
+        material: str = "water",
+        rate: float = 0.0,
+        frames: int | None = None,
+        name: str = "pour",
+    ) -> None:
+        """Start (or move) an emitter; it runs until stop_pour(name) or for `frames` ticks."""
+        if material not in MATERIAL_NAMES:
+            raise ValueError(f"unknown material {material!r}")
+        water_c = self.scene.sound_speed or self.solver.config.water_sound_speed
+        slot = self.solver.add_material(resolve(MATERIAL_NAMES[material], {}, water_c))
+        self.stop_pour(name)
+        center = np.clip(np.asarray(center, float), radius, np.asarray(self.scene.size) - radius)
+        emitter = Emitter(
+            slot,
+            center,
+            float(radius),
+            np.asarray(velocity, float),
+            float(rate),
+            rng=np.random.default_rng([self.scene.seed, self.frame]),
+        )
+        emitter.start = self.solver.time
+        self.solver.add_emitter(emitter)
+        self._pours[name] = (emitter, None if not frames else self.frame + frames)
+
+    def stop_pour(self, name: str = "pour") -> None:
+        if name in self._pours:
+            emitter, _ = self._pours.pop(name)
+            if emitter in self.solver.emitters:
+                self.solver.emitters.remove(emitter)
+
+    def erase(self, center, radius: float) -> int:
+        return self.solver.remove_in_sphere(center, radius)
+
+    def add_obstacle(self, description: dict) -> int:
+        """Add an obstacle from a scene-format description; the solver pushes particles out of it."""
+        collider = parse_obstacle("<obstacle>", "obstacle", description, self.scene)
+        return self.solver.add_collider(collider)
+
+    def obstacle_at(self, point) -> int | None:
+        """Index of the obstacle containing `point` (the nearest surface wins), or None."""
+        best, best_d = None, 0.0
+        for i, c in enumerate(self.solver.colliders):
+            d = float(c.signed_distance(np.asarray(point, float)[None])[0])
+            if d <= 0 and (best is None or d < best_d):
+                best, best_d = i, d
+        return best
+
+    def remove_obstacle(self, index: int) -> Collider:
+        if not 0 <= index < len(self.solver.colliders):
+            raise IndexError(f"no obstacle {index}")
+        return self.solver.remove_collider(index)
+
+    def reset(self) -> None:
+        """Back to the scene's initial state (obstacles added since are removed too)."""
+        self._brushes.clear()
+        self._pours.clear()
+        state_io.restore(self.solver, self._initial)
+
+    def apply(self, action: Action) -> None:
+        a = action.args
+        if action.kind == "brush":
+            self.brush(a["center"], a["radius"], a["strength"], a["mode"], a["direction"], a["duration"])
+        elif action.kind == "pour":
+            self.pour(
+                a["center"],
+                a["radius"],
+                a["velocity"],
+                a["material"],
+                a["rate"],
+                a["duration"] or None,
+                a["name"],
+            )
+        elif action.kind == "stop_pour":
+            self.stop_pour(a["name"])
+        elif action.kind == "erase":
+            self.erase(a["center"], a["radius"])
+        elif action.kind == "obstacle":
+            self.add_obstacle(a["description"])
+        elif action.kind == "remove_obstacle":
+            if a["index"] < len(self.solver.colliders):
+                self.remove_obstacle(a["index"])
+        elif action.kind == "reset":
+            self.reset()
+
+    # ----------------------------------------------------------------------------------- state I/O
+    def save(self, path: str | Path) -> Path:
+        return state_io.save(self.solver, path, extra={"scene": self.scene.name})
+
+    def load(self, path: str | Path) -> None:
+        state_io.load(self.solver, path)
+
+    def close(self) -> None:
+        self.solver.close()
+
+    # ------------------------------------------------------------------------------------- drawing
+    @property
+    def particle_radius(self) -> float:
+        return PARTICLE_RADIUS_SCALE * self.solver.config.particle_spacing
+
+    def frame_view(self, color_mode: str = "material", hud: str = "", strokes=None) -> FrameView:
+        state = self.solver.particles()
+        return FrameView(
+            dim=self.dim,
+            size=self.scene.size,
+            positions=state["x"],
+            materials=state["material"],
+            velocities=state["v"],
+            particle_radius=self.particle_radius,
+            obstacles=[c.describe() for c in self.solver.colliders],
+            strokes=list(strokes or []),
+            force_arrows=self.force_arrows(),
+            hud=hud,
+            color_mode=color_mode,
+            speed_scale=max(1.0, 0.5 * self.scene.max_speed),
+        )
+
+    def force_arrows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The active ForceField at the current time, one arrow per control cell with any force."""
+        field_values = self.solver.force_field()
+        t0, t1 = self.solver.force_window
+        if field_values is None or not t0 <= self.solver.time <= t1:
+            return None
+        keys = field_values.shape[0]
+        s = 0.0 if keys == 1 else (self.solver.time - t0) / max(t1 - t0, 1e-9) * (keys - 1)
+        k0 = min(int(s), max(keys - 2, 0))
+        a = s - k0
+        now = field_values[k0] if keys == 1 else (1 - a) * field_values[k0] + a * field_values[k0 + 1]
+        h = max(self.scene.size) / self.solver.config.force_grid
+        cells = np.stack(np.meshgrid(*[np.arange(c) for c in self.solver.force_cells], indexing="ij"), -1)
+        anchors = ((cells + 0.5) * h).reshape(-1, self.dim).astype(np.float32)
+        vectors = now.reshape(-1, self.dim).astype(np.float32)
+        keep = np.linalg.norm(vectors, axis=1) > 1e-3
+        return (anchors[keep], vectors[keep]) if keep.any() else None
+
+    def hud_line(self, timing: bool = True) -> str:
+        """frame, sim time, mode, (ms per frame, fallback rate): timings are left out of recordings,
+        which must come out byte-identical run to run."""
+        r = self.last_report
+        parts = [
+            f"frame {self.frame}",
+            f"t {self.solver.time:.2f} s",
+            self.mode,
+            f"{self.solver.n} particles",
+        ]
+        if timing and r is not None:
+            parts += [f"{r.latency_ms:.0f} ms/frame", f"fallback {self.fallback_rate:.0%}"]
+        return "  |  ".join(parts)
