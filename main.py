@@ -90,6 +90,21 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datagen(args: argparse.Namespace) -> int:
+    from neural.data import DatagenConfig, datagen
+    from neural.families import FAMILY_DIM
+
+    if args.family not in FAMILY_DIM:
+        raise UserError(f"unknown family {args.family!r}; choose one of {', '.join(FAMILY_DIM)}")
+    if args.trajectories < 1 or args.frames < 2 or args.workers < 1:
+        raise UserError("--trajectories and --workers must be at least 1, --frames at least 2")
+    shards = datagen(
+        DatagenConfig(args.family, args.trajectories, args.frames, args.out, args.seed, args.workers)
+    )
+    print(f"{len(shards)} shards in {args.out}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from sim.arch import init_taichi
     from sim.bench import run_benchmarks
@@ -133,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("datagen", help="simulate random scenes of a family into training shards")
+    p.add_argument("--family", required=True)
+    p.add_argument("--trajectories", type=int, required=True)
+    p.add_argument("--frames", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_datagen)
 
     p = sub.add_parser("bench", help="measure speed; prints a table and writes JSON records")
     p.add_argument(

@@ -108,6 +108,7 @@ class StepStats:
     deformation_clamps: int = 0
     emitted: int = 0
     messages: list[str] = field(default_factory=list)
+    positions: list = field(default_factory=list)  # only from step_frame(sub_intervals > 1)
 
 
 @ti.data_oriented
@@ -464,24 +465,77 @@ class MPMSolver:
         return self.config.cfl * self.dx / self.dt
 
     def substep(self, dt: float) -> None:
-        self.p2g(dt)
-        self.grid_update(dt, self.time, self.velocity_limit)
-        self.g2p(dt)
+        # One launch runs the three stages as separate parallel loops (separate backend kernels): on the
+        # CPU, Python's per-launch overhead (~0.1 ms) otherwise dominates small scenes.
+        self._substep(dt, self.time, self.velocity_limit)
         self.time += dt
 
-    def step_frame(self) -> StepStats:
-        """Advance one frame of `frame_dt`. Raises NonFiniteError naming the frame if the state blew up."""
+    def step_frame(self, sub_intervals: int = 1) -> StepStats:
+        """Advance one frame of `frame_dt`. Raises NonFiniteError naming the frame if the state blew up.
+
+        With sub_intervals > 1, the positions at the end of each of that many equal parts of the frame
+        are returned in `stats.positions` (training data for the learned stepper)."""
         dt, k = self.dt, self.substeps
+        marks = (
+            {round(k * (m + 1) / sub_intervals) for m in range(sub_intervals)} if sub_intervals > 1 else set()
+        )
+        positions = []
         self.counters.fill(0)
-        for _ in range(k):
+        for i in range(k):
             self.substep(dt)
+            if i + 1 in marks:
+                positions.append(self.positions())
+        return self._finish_frame(k, positions)
+
+    def _finish_frame(self, substeps: int, positions: list | None = None) -> StepStats:
         self.frame += 1
         counts = self.counters.to_numpy()
         if counts[3] > 0:
             raise NonFiniteError(self.frame, int(counts[3]))
-        stats = StepStats(k, int(counts[0]), int(counts[1]), int(counts[2]))
+        stats = StepStats(substeps, int(counts[0]), int(counts[1]), int(counts[2]))
+        stats.positions = positions or []
         self._emit(stats)
         return stats
+
+    def advect_frame(self, velocities: np.ndarray, h: float, pad: int) -> StepStats:
+        """Advance one frame through given grid velocities instead of solving: the learned stepper's path.
+
+        `velocities` (M, *grid, dim) holds M equal sub-intervals of the frame on a grid of spacing `h`
+        whose node i sits at (i - pad) * h. Each sub-interval moves particles with the B-spline gather
+        of g2p (APIC velocity and affine C), updates F or J with each material's return mapping, and
+        keeps particles out of colliders and inside the domain, exactly as g2p does; so the solver can
+        continue from the result with no conversion."""
+        velocities = np.ascontiguousarray(velocities, dtype=np.float32)
+        if velocities.ndim != self.dim + 2 or velocities.shape[-1] != self.dim:
+            raise ValueError(f"velocities must be (M, *grid, {self.dim}), got {velocities.shape}")
+        sub_dt = self.config.frame_dt / velocities.shape[0]
+        self.counters.fill(0)
+        for m in range(velocities.shape[0]):
+            self._advect(velocities, m, sub_dt, 1.0 / h, float(pad))
+        self.time += self.config.frame_dt
+        return self._finish_frame(0)
+
+    def external_acceleration(self, points: np.ndarray, t: float) -> np.ndarray:
+        """Brush and ForceField acceleration (without gravity) at points (N, dim) at time t."""
+        points = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, self.dim)
+        out = np.zeros_like(points)
+        if len(points):
+            self._external_acceleration(points, out, t)
+        return out
+
+    @ti.kernel
+    def _external_acceleration(self, points: ti.types.ndarray(), out: ti.types.ndarray(), t: ti.f32):
+        for k in range(points.shape[0]):
+            pos = ti.Vector.zero(ti.f32, self.dim)
+            for d in ti.static(range(self.dim)):
+                pos[d] = points[k, d]
+            accel = ti.Vector.zero(ti.f32, self.dim)
+            if self.force_active[None]:
+                accel += self._sample_force(pos, t)
+            for b in range(self.n_brushes[None]):
+                accel += self._brush_accel(b, pos)
+            for d in ti.static(range(self.dim)):
+                out[k, d] = accel[d]
 
     def add_emitter(self, emitter: Emitter) -> int:
         if not 0 <= emitter.slot < len(self.slots):
@@ -517,7 +571,25 @@ class MPMSolver:
         return base, fx, w
 
     @ti.kernel
+    def _substep(self, dt: ti.f32, t: ti.f32, v_limit: ti.f32):
+        self._p2g(dt)
+        self._grid_update(dt, t, v_limit)
+        self._g2p(dt)
+
+    @ti.kernel
     def p2g(self, dt: ti.f32):
+        self._p2g(dt)
+
+    @ti.kernel
+    def grid_update(self, dt: ti.f32, t: ti.f32, v_limit: ti.f32):
+        self._grid_update(dt, t, v_limit)
+
+    @ti.kernel
+    def g2p(self, dt: ti.f32):
+        self._g2p(dt)
+
+    @ti.func
+    def _p2g(self, dt):
         for I in ti.grouped(self.grid_m):
             self.grid_v[I] = ti.Vector.zero(ti.f32, self.dim)
             self.grid_m[I] = 0.0
@@ -539,8 +611,8 @@ class MPMSolver:
                 self.grid_v[base + offset] += weight * (momentum + affine @ dpos)
                 self.grid_m[base + offset] += weight * mass
 
-    @ti.kernel
-    def grid_update(self, dt: ti.f32, t: ti.f32, v_limit: ti.f32):
+    @ti.func
+    def _grid_update(self, dt, t, v_limit):
         for I in ti.grouped(self.grid_m):
             m = self.grid_m[I]
             if m > 0:
@@ -563,8 +635,8 @@ class MPMSolver:
                     ti.atomic_add(self.counters[0], 1)
                 self.grid_v[I] = vel
 
-    @ti.kernel
-    def g2p(self, dt: ti.f32):
+    @ti.func
+    def _g2p(self, dt):
         for p in range(self.n_particles[None]):
             base, fx, w = self._stencil(self.x[p])
             new_v = ti.Vector.zero(ti.f32, self.dim)
@@ -577,22 +649,51 @@ class MPMSolver:
                 g_v = self.grid_v[base + offset]
                 new_v += weight * g_v
                 new_C += (4.0 * self.inv_dx * weight) * g_v.outer_product(dpos)
-            new_x = self.x[p] + dt * new_v
-            if constitutive.nonfinite(new_x.sum() + new_C.sum()):
-                # Keep the old position so no index ever leaves the grid; step_frame() raises.
-                ti.atomic_add(self.counters[3], 1)
-                self.v[p] = ti.Vector.zero(ti.f32, self.dim)
-                self.C[p] = ti.Matrix.zero(ti.f32, self.dim, self.dim)
-            else:
-                new_x, new_v = self._project_out(new_x, new_v)
-                self.v[p], self.C[p], self.x[p] = new_v, new_C, new_x
-                s = self.slot[p]
-                F, J, clamped = constitutive.advance_deformation(
-                    self.material_table, s, self.F[p], self.J[p], new_C, dt, self.dim
-                )
-                self.F[p], self.J[p] = F, J
-                if clamped:
-                    ti.atomic_add(self.counters[2], 1)
+            self._move_particle(p, new_v, new_C, dt)
+
+    @ti.kernel
+    def _advect(self, grid_v: ti.types.ndarray(), m: ti.i32, dt: ti.f32, inv_h: ti.f32, pad: ti.f32):
+        for p in range(self.n_particles[None]):
+            X = self.x[p] * inv_h + pad
+            base = ti.cast(X - 0.5, ti.i32)
+            fx = X - base
+            w = [0.5 * (1.5 - fx) ** 2, 0.75 - (fx - 1.0) ** 2, 0.5 * (fx - 0.5) ** 2]
+            new_v = ti.Vector.zero(ti.f32, self.dim)
+            new_C = ti.Matrix.zero(ti.f32, self.dim, self.dim)
+            for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * self.dim)))):
+                weight = 1.0
+                node = base + offset
+                for d in ti.static(range(self.dim)):
+                    weight *= w[offset[d]][d]
+                    node[d] = ti.min(ti.max(node[d], 0), grid_v.shape[d + 1] - 1)
+                g_v = ti.Vector.zero(ti.f32, self.dim)
+                for d in ti.static(range(self.dim)):
+                    if ti.static(self.dim == 2):
+                        g_v[d] = grid_v[m, node[0], node[1], d]
+                    else:
+                        g_v[d] = grid_v[m, node[0], node[1], node[2], d]
+                new_v += weight * g_v
+                new_C += (4.0 * inv_h * weight) * g_v.outer_product(offset - fx)
+            self._move_particle(p, new_v, new_C, dt)
+
+    @ti.func
+    def _move_particle(self, p, new_v, new_C, dt):
+        """The end of g2p, shared with advection: move, keep inside, update deformation."""
+        new_x = self.x[p] + dt * new_v
+        if constitutive.nonfinite(new_x.sum() + new_C.sum()):
+            # Keep the old position so no index ever leaves the grid; the frame raises.
+            ti.atomic_add(self.counters[3], 1)
+            self.v[p] = ti.Vector.zero(ti.f32, self.dim)
+            self.C[p] = ti.Matrix.zero(ti.f32, self.dim, self.dim)
+        else:
+            new_x, new_v = self._project_out(new_x, new_v)
+            self.v[p], self.C[p], self.x[p] = new_v, new_C, new_x
+            F, J, clamped = constitutive.advance_deformation(
+                self.material_table, self.slot[p], self.F[p], self.J[p], new_C, dt, self.dim
+            )
+            self.F[p], self.J[p] = F, J
+            if clamped:
+                ti.atomic_add(self.counters[2], 1)
 
     # ---------------------------------------------------------------------------- post-processors
     @ti.func

@@ -1,0 +1,1 @@
+"""Learned grid stepper: data generation, model, training, guard, hybrid stepping and evaluation."""
