@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -38,6 +39,22 @@ def cmd_scenes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stepper(args: argparse.Namespace, scene):
+    """The stepper --mode asks for; weights that are missing or do not fit mean numerical, said once."""
+    from neural.catalog import make_stepper
+
+    stepper, message = make_stepper(args.mode, scene, args.model)
+    print(f"[sluice] stepper: {message}", file=sys.stderr)
+    return stepper
+
+
+def _add_mode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=["numerical", "neural", "hybrid"], default="numerical")
+    p.add_argument(
+        "--model", default=None, help="weights NAME (in assets/models) or PATH; default: the best fit"
+    )
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from sim.arch import init_taichi
     from sim.scene import load_scene
@@ -48,8 +65,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     scene = load_scene(args.scene, {"seed": args.seed} if args.seed is not None else None)
     check_writable(args.out)
     init_taichi(args.arch)
+    stepper = _stepper(args, scene)
     try:
-        summary = simulate(scene, args.frames, args.out)
+        summary = simulate(scene, args.frames, args.out, advance=stepper.advance)
     except KeyboardInterrupt:
         print(f"sluice: interrupted; the frames finished so far are in {args.out}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -105,12 +123,94 @@ def cmd_datagen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from neural.train import TrainConfig, train
+
+    data = args.data or Path("data") / args.family
+    out = args.out or Path("assets") / "models" / f"{args.family}.safetensors"
+    run_dir = args.run_dir or Path("runs") / args.family
+    if not data.is_dir():
+        raise UserError(f"{data}: no dataset; run `python main.py datagen --family {args.family} ...` first")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        args.family,
+        data,
+        out,
+        run_dir,
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        resume=args.resume,
+        max_trajectories=args.max_trajectories,
+    )
+    result = train(cfg)
+    print(f"wrote {out}: {result}")
+    return 0
+
+
+def _weights_path(family: str, model: str | None) -> Path:
+    path = Path(model) if model else Path("assets") / "models" / f"{family}.safetensors"
+    if not path.is_file():
+        raise UserError(f"{path}: no weights; train them with `python main.py train --family {family}`")
+    return path
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from neural.evaluate import calibrate
+    from sim.arch import init_taichi
+
+    init_taichi("cpu")
+    result = calibrate(args.family, _weights_path(args.family, args.model), args.rollouts, args.frames)
+    print(json.dumps(result["thresholds"], indent=1))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from neural.evaluate import evaluate
+    from sim.arch import init_taichi
+    from sim.bench import print_table, record, write_json
+
+    init_taichi("cpu")
+    report = evaluate(
+        args.family,
+        _weights_path(args.family, args.model),
+        args.rollouts,
+        args.frames,
+        plots=Path("docs") / "eval",
+    )
+    records = [record(f"eval.{args.family}.{k}.mass_rmse", v, "") for k, v in report["mass_rmse"].items()]
+    records += [
+        record(f"eval.{args.family}.{k}.ms_per_frame", v, "ms") for k, v in report["ms_per_frame"].items()
+    ]
+    records += [record(f"eval.{args.family}.fallback_rate", report["fallback_rate"], "")]
+    records += [
+        record(f"eval.{args.family}.guard.{k}", report["guard"][k], "") for k in ("precision", "recall")
+    ]
+    records += [
+        record(f"eval.{args.family}.cosine_trigger.{k}", v, "") for k, v in report["cosine_trigger"].items()
+    ]
+    print_table(records)
+    if args.json:
+        write_json(records, args.json)
+        Path(args.json).with_suffix(f".{args.family}.report.json").write_text(
+            json.dumps(report, indent=1) + "\n"
+        )
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from sim.arch import init_taichi
     from sim.bench import run_benchmarks
 
     if args.suite == "render":
         from app.bench import render_records as suite
+    elif args.suite == "gui":
+        from app.gui.bench import gui_records as suite
+    elif args.suite == "neural":
+        from neural.bench import neural_records as suite
     else:
         from sim.bench import sim_records as suite
     arch = init_taichi(args.arch)
@@ -118,10 +218,66 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+HEADLESS_FRAMES = 180
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    """The window; where no display exists, a headless recording of the same scene instead."""
+    from app.gui.launch import NoDisplayError, run_gui
+
+    try:
+        return run_gui(args.gui_scene, args.gui_arch)
+    except NoDisplayError as e:
+        import subprocess
+
+        scene = args.gui_scene or "dam_break"
+        out = Path(f"{Path(scene).stem}.mp4")
+        print(
+            f"sluice: {e}; recording {HEADLESS_FRAMES} frames of {scene} headless to {out} instead",
+            file=sys.stderr,
+        )
+        # A fresh process: the headless recorder must choose PyOpenGL's platform before anything imports it.
+        command = [
+            sys.executable,
+            __file__,
+            "record",
+            "--scene",
+            scene,
+            "--frames",
+            str(HEADLESS_FRAMES),
+            "--out",
+            str(out),
+            "--arch",
+            args.gui_arch or "auto",
+        ]
+        return subprocess.call(command)
+
+
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    from app.gui.launch import NoDisplayError, save_window_screenshot
+
+    if args.frames < 0:
+        raise UserError("--frames must not be negative")
+    try:
+        out = save_window_screenshot(args.out, args.scene, args.frames, arch=args.arch)
+    except NoDisplayError as e:
+        raise UserError(str(e)) from None
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sim.arch import ARCH_CHOICES
 
-    parser = argparse.ArgumentParser(prog="main.py", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="main.py", description=__doc__ + " With no COMMAND it opens the app (the window)."
+    )
+    parser.add_argument(
+        "--scene", dest="gui_scene", default="dam_break", help="app: built-in scene name or .toml path"
+    )
+    parser.add_argument(
+        "--arch", dest="gui_arch", choices=ARCH_CHOICES, default="auto", help="app: Taichi backend"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("scenes", help="list the built-in scenes")
@@ -133,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output .npz")
     p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed (particle jitter)")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    _add_mode_options(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("record", help="record a scene headless to .mp4, .gif or a folder of PNGs")
@@ -147,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--script", type=Path, default=None, help="TOML timeline of interactions")
     p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    _add_mode_options(p)
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("datagen", help="simulate random scenes of a family into training shards")
@@ -158,9 +316,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_datagen)
 
+    p = sub.add_parser("screenshot", help="open the window, play a scene and save a PNG of the whole window")
+    p.add_argument("--out", type=Path, default=Path("docs/screenshot.png"))
+    p.add_argument("--scene", default="dam_break", help="built-in scene name or path to a .toml file")
+    p.add_argument("--frames", type=int, default=120, help="frames to run before the grab")
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    p.set_defaults(func=cmd_screenshot)
+
+    p = sub.add_parser("train", help="train the learned stepper on a family's shards (works under torchrun)")
+    p.add_argument("--family", required=True)
+    p.add_argument("--data", type=Path, default=None, help="shard folder (default data/FAMILY)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="weights (default assets/models/FAMILY.safetensors)"
+    )
+    p.add_argument(
+        "--run-dir", type=Path, default=None, help="checkpoints and loss curves (default runs/FAMILY)"
+    )
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--max-trajectories", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("calibrate", help="guard thresholds from the solver's own statistics")
+    p.add_argument("--family", required=True)
+    p.add_argument("--model", default=None, help="weights path (default assets/models/FAMILY.safetensors)")
+    p.add_argument("--rollouts", type=int, default=6)
+    p.add_argument("--frames", type=int, default=100)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("eval", help="evaluate a learned model on held-out initial conditions")
+    p.add_argument("what", choices=["neural"])
+    p.add_argument("--family", required=True)
+    p.add_argument("--model", default=None, help="weights path (default assets/models/FAMILY.safetensors)")
+    p.add_argument("--rollouts", type=int, default=4)
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--json", type=Path, default=None)
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("bench", help="measure speed; prints a table and writes JSON records")
     p.add_argument(
-        "suite", nargs="?", default="sim", choices=["sim", "render"], help="which benchmarks to run"
+        "suite",
+        nargs="?",
+        default="sim",
+        choices=["sim", "render", "neural", "gui"],
+        help="which suite to run",
     )
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the records")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
@@ -173,8 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args.func = cmd_gui  # the product's front door: the window
     try:
         return args.func(args)
     except _user_errors() as e:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from app.render.camera import OrbitCamera
 from app.render.renderer import Renderer
 from app.script import load_script
 from app.session import Session
+from sim.atomic import atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -76,11 +78,8 @@ class FrameSink:
         elif kind == "mp4":
             import imageio.v2 as iio2
 
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{out.stem}.", suffix=".partial.mp4", dir=out.resolve().parent
-            )
-            os.close(fd)
-            self._tmp = Path(tmp)
+            self._commit = ExitStack()  # the mp4 replaces `out` only once ffmpeg has finished it
+            self._tmp = self._commit.enter_context(atomic_path(out, ".partial.mp4"))
             # imageio-ffmpeg starts ffmpeg in its own process group, so a Ctrl-C reaches only us and
             # closing the writer still finalises the file.
             self._writer = iio2.get_writer(
@@ -97,10 +96,8 @@ class FrameSink:
 
     def append(self, rgb: np.ndarray) -> None:
         if self.kind == "png":
-            path = self.out / f"frame_{self.count:05d}.png"
-            tmp = path.with_name(f".{path.name}.tmp")
-            iio.imwrite(tmp, rgb, extension=".png")
-            os.replace(tmp, path)
+            with atomic_path(self.out / f"frame_{self.count:05d}.png", ".png") as tmp:
+                iio.imwrite(tmp, rgb, extension=".png")
         elif self.kind == "mp4":
             self._writer.append_data(rgb)
         else:
@@ -114,17 +111,13 @@ class FrameSink:
             self._writer.close()
             self._writer = None
             if self.count:
-                os.replace(self._tmp, self.out)
-            else:
-                self._tmp.unlink(missing_ok=True)
+                self._commit.close()
+            else:  # nothing recorded: drop the empty file rather than replace anything
+                self._commit.__exit__(RuntimeError, RuntimeError("no frames"), None)
         elif self.kind == "gif" and self._gif_frames:
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.out.stem}.", suffix=".gif", dir=self.out.resolve().parent
-            )
-            os.close(fd)
             first, *rest = self._gif_frames
-            first.save(tmp, save_all=True, append_images=rest, duration=round(1000 / self.fps), loop=0)
-            os.replace(tmp, self.out)
+            with atomic_path(self.out, ".gif") as tmp:
+                first.save(tmp, save_all=True, append_images=rest, duration=round(1000 / self.fps), loop=0)
             self._gif_frames = []
 
 
@@ -167,6 +160,8 @@ def record(
     script: Path | None = None,
     seed: int | None = None,
     progress: bool = True,
+    mode: str = "numerical",
+    model: str | None = None,
 ) -> RecordResult:
     """Simulate and record `frames` frames. Validates everything (output, size, script, scene) first."""
     if frames < 1:
@@ -175,7 +170,9 @@ def record(
         raise RecordError("--fps must be positive")
     width, height = parse_size(size)
     kind = output_kind(out)
-    session = Session(scene, seed=seed)
+    session = Session(scene, seed=seed, mode=mode, model=model)
+    if mode != "numerical":
+        print(f"[sluice] stepper: {session.mode_message}", file=sys.stderr)
     try:
         if script is not None:
             session.script = load_script(script, session.dim)

@@ -14,6 +14,8 @@ import numpy as np
 
 from app.render.view import FrameView
 from app.script import Action
+from neural.catalog import make_stepper, resolve_model
+from neural.stepper import NumericalStepper
 from sim import state as state_io
 from sim.build import build_solver
 from sim.colliders import Collider
@@ -32,12 +34,14 @@ class FrameReport:
     frame: int
     sim_time: float
     latency_ms: float
-    path: str  # which stepper ran: "numerical" (later "neural", "fallback")
+    path: str  # which stepper ran: "numerical", "neural" or "fallback"
     particles: int
     substeps: int = 0
     clamps: int = 0
     messages: list[str] = field(default_factory=list)
     error: str | None = None
+    weights: str | None = None  # the learned stepper's weights, when one ran
+    split_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,18 +53,31 @@ class _TimedBrush:
 class Session:
     """A scene, its solver and the verbs. Errors in an action leave the state as it was."""
 
-    def __init__(self, scene: str | Path | Scene, overrides: dict | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        scene: str | Path | Scene,
+        overrides: dict | None = None,
+        seed: int | None = None,
+        mode: str = "numerical",
+        model: str | None = None,
+    ):
         if seed is not None:
             overrides = {**(overrides or {}), "seed": seed}
         self.scene = scene if isinstance(scene, Scene) else load_scene(scene, overrides)
         self.solver = build_solver(self.scene)
         self._initial = state_io.snapshot(self.solver)
+        self.model = model  # --model override; None lets the stepper choose weights that fit the scene
         self.mode = "numerical"
+        self.stepper = NumericalStepper()
+        self.mode_message = "numerical"
+        if mode != "numerical":
+            self.set_mode(mode)
         self.script: list[Action] = []
         self._brushes: list[_TimedBrush] = []
         self._pours: dict[str, tuple[Emitter, int | None]] = {}
         self.last_report: FrameReport | None = None
         self.fallback_rate = 0.0
+        self.quality = 1.0  # substep multiplier (set_quality)
 
     # ------------------------------------------------------------------------------------- stepping
     @property
@@ -79,9 +96,10 @@ class Session:
         start_state = state_io.snapshot(self.solver)
         started = time.perf_counter()
         try:
-            stats = self.solver.step_frame()
+            step = self.stepper.advance(self.solver)
         except NonFiniteError as e:
             state_io.restore(self.solver, start_state)
+            self.stepper.reset()
             report = FrameReport(
                 self.frame,
                 self.solver.time,
@@ -93,12 +111,16 @@ class Session:
             self.last_report = report
             return report
         latency = (time.perf_counter() - started) * 1e3
+        stats = step.stats
+        self.fallback_rate = getattr(self.stepper, "fallback_rate", 0.0)
         self._age_interactions()
         report = FrameReport(
             frame=self.frame,
             sim_time=self.solver.time,
             latency_ms=latency,
-            path=self.mode,
+            path=step.path,
+            weights=step.weights,
+            split_ms=step.split_ms,
             particles=self.solver.n,
             substeps=stats.substeps,
             clamps=stats.velocity_clamps + stats.position_clamps + stats.deformation_clamps,
@@ -114,6 +136,51 @@ class Session:
         for name, (_, stop_frame) in list(self._pours.items()):
             if stop_frame is not None and self.frame >= stop_frame:
                 self.stop_pour(name)
+
+    # ------------------------------------------------------------------------------- live settings
+    def available_modes(self) -> dict[str, str | None]:
+        """Each stepper mode and why it cannot run here (None when it can)."""
+        choice = resolve_model(self.model, self.scene)
+        reason = None if choice.path is not None else choice.reason
+        return {"numerical": None, "neural": reason, "hybrid": reason}
+
+    def set_mode(self, mode: str) -> str:
+        """Switch stepper; the particle state is shared, so a switch costs nothing. Weights that are missing,
+        corrupt or do not fit leave the session numerical, and the returned message says why."""
+        stepper, message = make_stepper(mode, self.scene, self.model)
+        self.stepper = stepper
+        self.mode = stepper.name
+        self.mode_message = message
+        return message
+
+    @property
+    def gravity(self) -> tuple[float, ...]:
+        return tuple(float(g) for g in self.solver.gravity.to_numpy())
+
+    def set_gravity(self, gravity) -> None:
+        """A number: that magnitude (m/s^2) along the scene's gravity direction (-y when the scene has
+        none); a vector: taken as it is. Applies from the next substep; reset and load keep it."""
+        g = np.asarray(gravity, float)
+        if g.ndim == 0:
+            scene_g = np.asarray(self.scene.gravity, float)
+            norm = float(np.linalg.norm(scene_g))
+            down = scene_g / norm if norm > 0 else -np.eye(self.dim)[1]
+            g = float(g) * down
+        if g.shape != (self.dim,) or not np.isfinite(g).all():
+            raise ValueError(f"gravity must be a finite number or {self.dim} numbers, got {gravity!r}")
+        self.solver.gravity[None] = tuple(g.tolist())
+
+    def set_quality(self, multiplier: float) -> None:
+        """About `multiplier` times the scene's substeps per frame: the CFL number (or a fixed dt) is
+        divided by it. Below 1 is faster and less accurate; the CFL number never exceeds 1."""
+        multiplier = float(multiplier)
+        if not (math.isfinite(multiplier) and self.scene.cfl <= multiplier <= 16.0):
+            raise ValueError(f"quality must be between {self.scene.cfl:g} and 16, got {multiplier}")
+        self.solver.config.cfl = self.scene.cfl / multiplier
+        if self.scene.dt is not None:
+            # The solver reads it on every dt; a substep never exceeds the frame.
+            self.solver._fixed_dt = min(self.scene.dt / multiplier, self.scene.frame_dt)
+        self.quality = multiplier
 
     # ---------------------------------------------------------------------------------------- verbs
     def brush(
@@ -197,6 +264,7 @@ class Session:
         self._brushes.clear()
         self._pours.clear()
         state_io.restore(self.solver, self._initial)
+        self.stepper.reset()
 
     def apply(self, action: Action) -> None:
         a = action.args
@@ -230,6 +298,7 @@ class Session:
 
     def load(self, path: str | Path) -> None:
         state_io.load(self.solver, path)
+        self.stepper.reset()
 
     def close(self) -> None:
         self.solver.close()
@@ -278,12 +347,8 @@ class Session:
         """frame, sim time, mode, (ms per frame, fallback rate): timings are left out of recordings,
         which must come out byte-identical run to run."""
         r = self.last_report
-        parts = [
-            f"frame {self.frame}",
-            f"t {self.solver.time:.2f} s",
-            self.mode,
-            f"{self.solver.n} particles",
-        ]
+        mode = self.mode if self.mode == "numerical" else f"{self.mode} ({self.stepper.weights})"
+        parts = [f"frame {self.frame}", f"t {self.solver.time:.2f} s", mode, f"{self.solver.n} particles"]
         if timing and r is not None:
             parts += [f"{r.latency_ms:.0f} ms/frame", f"fallback {self.fallback_rate:.0%}"]
         return "  |  ".join(parts)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from neural.families import DOMAIN, FAMILY_DIM, FRAME_DT, random_scene
-from neural.grid import ModelGrid, frame_features, mass_weighted
+from neural.grid import ModelGrid, frame_features, mass_weighted, velocity_of
+from sim.atomic import atomic_path
 
 SUB_INTERVALS = 4  # grid velocity fields predicted per frame
 MODEL_H = DOMAIN / 64  # the learned grid's cell size (m)
@@ -158,10 +158,8 @@ def generate_trajectory(solver, family: str, index: int, frames: int, seed: int)
         accel = solver.external_acceleration(nodes, solver.time + FRAME_DT / 2)
         accel = torch.from_numpy(accel.T.reshape(2, *grid.shape).copy())
         x0, v0 = torch.from_numpy(xs[-1]), torch.from_numpy(vs[-1])
-        velocity = mass_weighted(x0, mass_t, v0, grid)
-        prev_velocity = velocity if prev_velocity is None else prev_velocity
         features.append(frame_features(x0, v0, mass_t, volume_t, material, solid, accel, prev_velocity, grid))
-        prev_velocity = velocity
+        prev_velocity = velocity_of(features[-1])
         stats = solver.step_frame(sub_intervals=SUB_INTERVALS)
         sub_dt = FRAME_DT / SUB_INTERVALS
         starts = [x0] + [torch.from_numpy(p) for p in stats.positions[:-1]]
@@ -201,9 +199,8 @@ def generate_trajectory(solver, family: str, index: int, frames: int, seed: int)
 
 
 def _write_shard(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def _worker(args) -> int:
@@ -236,6 +233,7 @@ def datagen(cfg: DatagenConfig, progress: bool = True) -> list[Path]:
     if cfg.workers <= 1:
         from sim.arch import init_taichi
 
+        torch.set_num_threads(1)  # the transfers are small; more threads only fight the solver for cores
         init_taichi("cpu", quiet=True)
         solver = _family_solver(cfg.family) if todo else None
         for index in todo:

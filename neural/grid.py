@@ -1,4 +1,4 @@
-"""The learned stepper's grid: quadratic B-spline transfers between particles and a fixed-spacing grid (torch).
+"""The learned stepper's grid: quadratic B-spline transfers between particles and a fixed grid (torch).
 
 The grid has a fixed cell size `h` in metres and covers any domain size, so one fully convolutional model
 serves every scene of a family. Node i sits at (i - PAD) * h; nodes outside [0, size] are walls.
@@ -47,45 +47,46 @@ class ModelGrid:
         return outside.reshape(self.shape).astype(np.float32)
 
 
-def _stencil(x: torch.Tensor, grid: ModelGrid):
-    """Flat node indices (N, 3^dim) and weights (N, 3^dim) of each particle's quadratic B-spline stencil,
-    plus the offsets (3^dim, dim) from the particle to each node in cells."""
+_OFFSETS: dict[int, torch.Tensor] = {}
+
+
+def _offsets(dim: int) -> torch.Tensor:
+    if dim not in _OFFSETS:
+        _OFFSETS[dim] = torch.tensor(list(product(range(3), repeat=dim)), dtype=torch.long)  # (3^dim, dim)
+    return _OFFSETS[dim]
+
+
+def _stencil(x: torch.Tensor, grid: ModelGrid) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat node indices and B-spline weights (both (N, 3^dim)) of each particle's stencil, vectorised
+    over the stencil: a few large tensor operations rather than one per node."""
     X = x / grid.h + PAD
     base = torch.floor(X - 0.5)
     fx = X - base
-    w = torch.stack(
-        [0.5 * (1.5 - fx) ** 2, 0.75 - (fx - 1.0) ** 2, 0.5 * (fx - 0.5) ** 2], dim=0
-    )  # (3,N,dim)
-    shape = grid.shape
-    strides = [int(np.prod(shape[d + 1 :])) for d in range(grid.dim)]
-    base = base.long()
-    indices, weights, offsets = [], [], []
-    for offset in product(range(3), repeat=grid.dim):
-        node = base + torch.tensor(offset, device=x.device)
-        node = torch.stack([node[:, d].clamp(0, shape[d] - 1) for d in range(grid.dim)], dim=1)
-        indices.append(sum(node[:, d] * strides[d] for d in range(grid.dim)))
-        weight = torch.ones_like(x[:, 0])
-        for d in range(grid.dim):
-            weight = weight * w[offset[d], :, d]
-        weights.append(weight)
-        offsets.append(offset)
-    dpos = torch.tensor(offsets, dtype=x.dtype, device=x.device)[None] - fx[:, None, :]  # (N, S, dim)
-    return torch.stack(indices, 1), torch.stack(weights, 1), dpos
+    w = torch.stack([0.5 * (1.5 - fx) ** 2, 0.75 - (fx - 1.0) ** 2, 0.5 * (fx - 0.5) ** 2], dim=0)  # (3,N,d)
+    offsets = _offsets(grid.dim).to(x.device)
+    shape = torch.tensor(grid.shape, device=x.device)
+    nodes = (base.long()[:, None, :] + offsets[None]).clamp_min(0)
+    nodes = torch.minimum(nodes, shape - 1)
+    strides = torch.tensor([int(np.prod(grid.shape[d + 1 :])) for d in range(grid.dim)], device=x.device)
+    index = (nodes * strides).sum(-1)
+    weight = torch.ones(x.shape[0], offsets.shape[0], dtype=x.dtype, device=x.device)
+    for d in range(grid.dim):
+        weight = weight * w[offsets[:, d], :, d].T
+    return index, weight
 
 
 def p2g(x: torch.Tensor, values: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
     """Scatter per-particle values (N, K) to the grid with B-spline weights: returns (K, *shape)."""
-    index, weight, _ = _stencil(x, grid)
+    index, weight = _stencil(x, grid)
     k = values.shape[1]
-    out = torch.zeros(k, int(np.prod(grid.shape)), dtype=values.dtype, device=values.device)
-    contrib = weight[:, :, None] * values[:, None, :]  # (N, S, K)
-    out.index_add_(1, index.reshape(-1), contrib.reshape(-1, k).T)
-    return out.reshape(k, *grid.shape)
+    out = torch.zeros(int(np.prod(grid.shape)), k, dtype=values.dtype, device=values.device)
+    out.index_add_(0, index.reshape(-1), (weight[:, :, None] * values[:, None, :]).reshape(-1, k))
+    return out.T.reshape(k, *grid.shape)
 
 
 def interpolate(field: torch.Tensor, x: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
     """Gather a grid field (K, *shape) at particles with B-spline weights (as g2p): returns (N, K)."""
-    index, weight, _ = _stencil(x, grid)
+    index, weight = _stencil(x, grid)
     flat = field.reshape(field.shape[0], -1)
     return (flat[:, index] * weight[None]).sum(-1).T
 
@@ -106,11 +107,29 @@ def volume_fractions(x, volume, material, grid: ModelGrid) -> torch.Tensor:
 def frame_features(
     x, v, mass, volume, material, solid, accel, prev_velocity, grid: ModelGrid
 ) -> torch.Tensor:
-    """The model's input at one frame start: volume fractions (4), velocity (dim), solid mask (1),
-    external acceleration (dim) and the previous frame's velocity (dim), as (5 + 3 dim, *shape)."""
-    fractions = volume_fractions(x, volume, material, grid)
-    velocity = mass_weighted(x, mass, v, grid)
-    return torch.cat([fractions, velocity, solid[None], accel, prev_velocity], dim=0)
+    """The model's input at one frame start, from particle arrays (datagen and training).
+    At run time the solver computes the same transfer in Taichi (MPMSolver.grid_transfer)."""
+    one_hot = torch.nn.functional.one_hot(material.long(), N_MATERIALS).to(x.dtype)
+    per_particle = torch.cat(
+        [one_hot * (volume / grid.h**grid.dim)[:, None], mass[:, None], mass[:, None] * v], 1
+    )
+    return assemble_features(p2g(x, per_particle, grid), solid, accel, prev_velocity)
+
+
+def assemble_features(transfer: torch.Tensor, solid, accel, prev_velocity) -> torch.Tensor:
+    """From the transfer (fractions (4), mass, momentum (dim)) to the input channels: volume fractions (4),
+    velocity (dim), solid mask (1), external acceleration (dim) and the previous frame's velocity (dim).
+    `prev_velocity` None means "same as now" (the first frame)."""
+    fractions, grid_mass = transfer[:N_MATERIALS], transfer[N_MATERIALS]
+    velocity = transfer[N_MATERIALS + 1 :] / grid_mass.clamp_min(1e-20) * (grid_mass > 0)
+    previous = velocity if prev_velocity is None else prev_velocity
+    return torch.cat([fractions, velocity, solid[None], accel, previous], dim=0)
+
+
+def velocity_of(features: torch.Tensor) -> torch.Tensor:
+    """The velocity channels (dim, *shape) of frame_features()."""
+    dim = features.dim() - 1
+    return features[N_MATERIALS : N_MATERIALS + dim]
 
 
 def n_channels(dim: int) -> int:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sim.atomic import atomic_path
 from sim.colliders import from_description
 from sim.emitters import Emitter
 from sim.materials import PARAM_COLUMNS, MaterialParams
@@ -111,14 +111,8 @@ def save(solver, path: str | os.PathLike, extra: dict | None = None) -> Path:
     arrays = {f"particle_{k}": v for k, v in snap.particles.items()}
     if snap.force_field is not None:
         arrays["force_field"] = snap.force_field
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
     return path
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from sim.atomic import atomic_path
 from sim.build import build_solver
 from sim.scene import Scene
 
@@ -26,27 +26,23 @@ def check_writable(path: Path) -> None:
 
 
 def write_npz_atomic(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
-def simulate(scene: Scene, frames: int, out: Path, progress: bool = True) -> dict:
+def simulate(scene: Scene, frames: int, out: Path, progress: bool = True, advance=None) -> dict:
     """Run `frames` frames and write x, v (frames+1 x particles x dim, frame 0 is the initial state),
     material, count per frame, frame_dt and the resolved scene as JSON.
 
     Emitters and removal change the particle count, so rows are padded with NaN beyond `count[f]`.
-    Ctrl-C writes the frames finished so far and re-raises.
+    Ctrl-C writes the frames finished so far and re-raises. `advance(solver)` replaces the solver's own
+    step (the learned steppers plug in here); it returns a report with `.path` and `.stats`.
     """
     check_writable(out)
     solver = build_solver(scene)
     xs, vs, materials = [], [], None
     clamps = {"velocity": 0, "position": 0, "deformation": 0}
+    paths: dict[str, int] = {}
 
     def record():
         nonlocal materials
@@ -59,7 +55,12 @@ def simulate(scene: Scene, frames: int, out: Path, progress: bool = True) -> dic
     record()
     try:
         for _ in tqdm(range(frames), desc=scene.name, unit="frame", disable=not progress):
-            stats = solver.step_frame()
+            if advance is None:
+                stats, path = solver.step_frame(), "numerical"
+            else:
+                report = advance(solver)
+                stats, path = report.stats, report.path
+            paths[path] = paths.get(path, 0) + 1
             clamps["velocity"] += stats.velocity_clamps
             clamps["position"] += stats.position_clamps
             clamps["deformation"] += stats.deformation_clamps
@@ -76,7 +77,7 @@ def simulate(scene: Scene, frames: int, out: Path, progress: bool = True) -> dic
         x[f, : len(xf)], v[f, : len(vf)] = xf, vf
     material = np.full(width, -1, np.int32)
     material[: len(materials)] = materials
-    summary = {"frames": len(xs) - 1, "particles": width, "clamps": clamps}
+    summary = {"frames": len(xs) - 1, "particles": width, "clamps": clamps, "paths": paths}
     write_npz_atomic(
         out,
         x=x,

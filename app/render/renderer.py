@@ -135,11 +135,20 @@ class Renderer:
 
     # ------------------------------------------------------------------------------------ public
 
-    def render(self, view: FrameView, width: int, height: int, camera: OrbitCamera | None = None) -> None:
+    def render(
+        self,
+        view: FrameView,
+        width: int,
+        height: int,
+        camera: OrbitCamera | None = None,
+        pan_zoom_2d: np.ndarray | None = None,
+    ) -> None:
         """Clear and draw `view` into the currently bound framebuffer at width x height pixels.
 
         width/height are framebuffer pixels (in Qt: the widget size times devicePixelRatio).
         2D ignores `camera`; in 3D None means OrbitCamera.default_for(view.size).
+        pan_zoom_2d (2D only): a 4x4 matrix applied after the letterbox projection, i.e. in NDC (the
+        GUI's zoom and pan). It goes into the projection so that particle sprites scale with the zoom.
         """
         if width <= 0 or height <= 0:
             return
@@ -148,6 +157,8 @@ class Renderer:
         gl = self._gl
         if view.dim == 2:
             proj, _ = geometry.fit_2d(view.size, width, height)
+            if pan_zoom_2d is not None:
+                proj = np.asarray(pan_zoom_2d, dtype=np.float32) @ proj
             view_m = np.eye(4, dtype=np.float32)
         else:
             cam = camera if camera is not None else OrbitCamera.default_for(view.size)

@@ -1,0 +1,136 @@
+"""Starting the GUI: the QApplication, the GL surface format, Taichi, and the first window.
+
+Also the `screenshot` command that regenerates docs/screenshot.png.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop
+from PySide6.QtGui import QSurfaceFormat
+from PySide6.QtWidgets import QApplication
+
+from app.gui.errors import describe
+from app.gui.viewport import surface_format
+from app.gui.window import MainWindow
+from sim.arch import BackendError, init_taichi
+
+DEFAULT_SCENE = "dam_break"
+_APP: QApplication | None = None
+
+
+class NoDisplayError(OSError):
+    """Qt would abort without a display; say so in one line instead (an OSError: main.py reports it so)."""
+
+
+def ensure_display() -> None:
+    if sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM"):
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise NoDisplayError(
+                "no display (DISPLAY/WAYLAND_DISPLAY unset): run under a desktop session or xvfb-run"
+            )
+
+
+def application() -> QApplication:
+    """The process's QApplication, created with the 3.3 core default surface format."""
+    global _APP
+    app = QApplication.instance()
+    if app is None:
+        ensure_display()
+        QSurfaceFormat.setDefaultFormat(surface_format())  # before the QApplication: applies to all
+        app = QApplication([sys.argv[0] if sys.argv else "sluice"])
+        app.setApplicationName("sluice")
+        _APP = app  # the Python wrapper must outlive every widget
+    return app  # type: ignore[return-value]
+
+
+def start_taichi(arch: str) -> str | None:
+    """Start Taichi on `arch`; a missing GPU falls back to the CPU. Returns a note for the status bar."""
+    try:
+        init_taichi(arch)
+    except BackendError as e:
+        init_taichi("cpu")
+        return f"{e}; running on the CPU"
+    return None
+
+
+def open_window(scene: str | Path, play: bool = True, overrides: dict | None = None) -> MainWindow:
+    """The main window on `scene`; a scene that cannot be opened gives the default one and the error."""
+    try:
+        return MainWindow(scene, overrides, play=play)
+    except Exception as e:
+        if str(scene) == DEFAULT_SCENE:
+            raise
+        window = MainWindow(DEFAULT_SCENE, overrides, play=play)
+        window.report_error(f"could not open {scene}: {describe(e)}; opened {DEFAULT_SCENE} instead")
+        return window
+
+
+def run_gui(scene: str | Path = DEFAULT_SCENE, arch: str = "auto") -> int:
+    app = application()
+    note = start_taichi(arch)
+    window = open_window(scene)
+    window.show()
+    if note:
+        window.report_error(note)
+    return app.exec()
+
+
+def pump(loop: QEventLoop | None = None) -> None:
+    """One pass of the event loop."""
+    (loop or QEventLoop()).processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+
+
+def wait_events(ms: float) -> None:
+    """Run the event loop for about `ms` milliseconds."""
+    end, loop = time.perf_counter() + ms / 1e3, QEventLoop()
+    while time.perf_counter() < end:
+        pump(loop)
+
+
+def save_window_screenshot(
+    out: Path, scene: str = DEFAULT_SCENE, frames: int = 120, size: tuple[int, int] = (1280, 760), arch="auto"
+) -> Path:
+    """Open the window, run `frames` frames with an obstacle, a push and some poured sand, then grab the
+    whole window (QWidget.grab) into `out` (PNG)."""
+    application()
+    start_taichi(arch)
+    window = open_window(scene, play=False)
+    window.resize(*size)
+    window.show()
+    wait_events(300)
+    vp, size = window.viewport, window.session.scene.size
+
+    def point(fx: float, fy: float, fz: float = 0.5) -> list[float]:  # fractions of the domain -> metres
+        return [f * s for f, s in zip((fx, fy, fz), size)]
+
+    obstacle = vp.tools["obstacle"]
+    obstacle.press(point(0.55, 0.18), obstacle.mods)
+    obstacle.release(point(0.8, 0.24), obstacle.mods)
+    window.set_material("sand")
+    window.set_tool("pour")
+    window.set_radius(0.6 * window.settings.radius)
+    window.play()
+    pouring, loop = False, QEventLoop()
+    while window.session.frame < frames:
+        f = window.session.frame
+        if not pouring and f >= frames // 4:
+            vp.tool.press(point(0.72, 0.85), vp.tool.mods)
+            pouring = True
+        if pouring and f >= frames * 2 // 3 and vp.tool.held:
+            vp.tool.release(point(0.72, 0.85), vp.tool.mods)
+        pump(loop)
+    vp.tool.move(point(0.72, 0.85), vp.tool.mods)  # the cursor circle shows the tool's radius
+    window._refresh_hud()
+    wait_events(400)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(out), "PNG"):
+        raise OSError(f"{out}: could not write the PNG")
+    window.pause()
+    window.close()
+    pump()
+    return out

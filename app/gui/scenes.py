@@ -1,0 +1,42 @@
+"""Building Sessions for the GUI: room for the user's pouring, and a warm-up that compiles the kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app.session import Session
+from sim.build import sample_body, solver_config
+from sim.scene import MAX_PARTICLES, builtin_scenes, load_scene
+
+GUI_HEADROOM = 65536  # particles the user can pour beyond the scene's own
+
+
+def scene_label(source: str | Path) -> str:
+    """What the scene picker and the status bar call a scene: its built-in name or its file name."""
+    return str(source) if str(source) in builtin_scenes() else Path(source).stem
+
+
+def open_session(source: str | Path, overrides: dict | None = None, warm_up: bool = False) -> Session:
+    """A Session for `source` (built-in name or .toml path) with capacity for pouring.
+
+    warm_up: run one frame and reset, so Taichi compiles the kernels now (while "loading…" shows) rather
+    than on the first frame; the state afterwards is exactly the initial one.
+    """
+    scene = load_scene(source, overrides)
+    if scene.capacity is None:  # the solver's default leaves no room to pour into a scene without emitters
+        spacing = solver_config(scene, 1).particle_spacing
+        rng = np.random.default_rng(scene.seed)  # the same draws as build_solver: an exact count
+        total = sum(len(sample_body(body, scene, spacing, rng)) for body in scene.bodies)
+        scene.capacity = int(min(MAX_PARTICLES, max(2 * total, total + GUI_HEADROOM, 1024)))
+    session = Session(scene)
+    if warm_up:
+        try:
+            session.tick()
+            session.reset()
+            session.last_report = None
+        except BaseException:
+            session.close()
+            raise
+    return session

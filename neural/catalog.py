@@ -1,0 +1,121 @@
+"""Which shipped weights fit a scene, and building the stepper a mode asks for.
+
+A model fits when its dimension and frame length match the scene's and it was trained on every material the
+scene holds; among those, one trained with obstacles is needed when the scene has any, and the fewest
+extra materials wins. `--model NAME|PATH` overrides the choice. When nothing fits, the stepper is numerical
+and the reason says why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from neural.guard import Guard
+from neural.model import ModelSpec, WeightsError, load_weights
+from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
+
+MODES = ("numerical", "neural", "hybrid")
+
+
+@dataclass
+class Choice:
+    path: Path | None
+    reason: str
+
+
+def _scene_materials(scene) -> set[str]:
+    names = {b.material.name.lower() for b in scene.bodies}
+    return names | {e.material.name.lower() for e in scene.emitters}
+
+
+def catalog(folder: Path | None = None) -> dict[str, tuple[Path, ModelSpec]]:
+    folder = folder or find_weights_dir()
+    out = {}
+    for meta_path in sorted(folder.glob("*.json")):
+        weights = meta_path.with_suffix(".safetensors")
+        try:
+            spec = ModelSpec(**json.loads(meta_path.read_text())["spec"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if weights.is_file():
+            out[meta_path.stem] = (weights, spec)
+    return out
+
+
+def choose_weights(scene, folder: Path | None = None) -> Choice:
+    materials = _scene_materials(scene)
+    has_obstacles = bool(scene.obstacles)
+    best, best_key = None, None
+    problems = []
+    for name, (path, spec) in catalog(folder).items():
+        if spec.dim != scene.dim:
+            problems.append(f"{name}: {spec.dim}D")
+            continue
+        if abs(spec.frame_dt - scene.frame_dt) > 1e-9:
+            problems.append(f"{name}: frame_dt {spec.frame_dt:.4g} s")
+            continue
+        if not materials <= set(spec.materials):
+            problems.append(f"{name}: no {', '.join(sorted(materials - set(spec.materials)))}")
+            continue
+        if has_obstacles and not spec.obstacles:
+            problems.append(f"{name}: trained without obstacles")
+            continue
+        key = (len(set(spec.materials) - materials), spec.obstacles != has_obstacles)
+        if best_key is None or key < best_key:
+            best, best_key = path, key
+    if best is None:
+        detail = "; ".join(problems) if problems else "no weights in assets/models"
+        return Choice(None, f"no trained weights fit this scene ({detail})")
+    return Choice(
+        best, f"{best.stem} fits ({', '.join(sorted(materials))}{', obstacles' if has_obstacles else ''})"
+    )
+
+
+def resolve_model(model: str | None, scene, folder: Path | None = None) -> Choice:
+    """`model` is None (choose by scene), a catalog name, or a path to a .safetensors file."""
+    if model is None:
+        return choose_weights(scene, folder)
+    path = Path(model)
+    if path.suffix != ".safetensors":
+        entries = catalog(folder)
+        if model not in entries:
+            return Choice(None, f"unknown model {model!r} (shipped: {', '.join(entries) or 'none'})")
+        path = entries[model][0]
+    return Choice(path, f"{path.stem} (chosen by --model)")
+
+
+def check_fits(spec: ModelSpec, scene) -> str | None:
+    """Why weights cannot run this scene, or None."""
+    if spec.dim != scene.dim:
+        return f"weights are {spec.dim}D, the scene is {scene.dim}D"
+    if abs(spec.frame_dt - scene.frame_dt) > 1e-9:
+        return f"weights step {spec.frame_dt:.4g} s frames, the scene {scene.frame_dt:.4g} s"
+    missing = _scene_materials(scene) - set(spec.materials)
+    if missing:
+        return f"weights were not trained on {', '.join(sorted(missing))}"
+    return None
+
+
+def make_stepper(mode: str, scene, model: str | None = None, guard_mode: str = "physics"):
+    """(stepper, message). Missing, corrupt or mismatched weights give a numerical stepper and the reason."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "numerical":
+        return NumericalStepper(), "numerical"
+    choice = resolve_model(model, scene)
+    if choice.path is None:
+        return NumericalStepper(), f"{mode} unavailable: {choice.reason}; running numerically"
+    try:
+        network = load_weights(choice.path)
+    except WeightsError as e:
+        return NumericalStepper(), f"{mode} unavailable: {e}; running numerically"
+    problem = check_fits(network.spec, scene)
+    if problem:
+        return NumericalStepper(), f"{mode} unavailable: {choice.path.name}: {problem}; running numerically"
+    neural = NeuralStepper(network, choice.path.stem)
+    if mode == "neural":
+        return neural, f"neural with {choice.reason}"
+    guard = Guard.from_file(choice.path.with_suffix(".guard.json"), network.spec.h, guard_mode)
+    return HybridStepper(neural, guard), f"hybrid with {choice.reason}"

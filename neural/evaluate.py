@@ -1,0 +1,301 @@
+"""Guard calibration and evaluation of the learned stepper on held-out initial conditions.
+
+Metric: the normalised grid mass RMSE. Particle mass goes onto a 128-cell grid over the domain with the
+quadratic B-spline, is divided by the reference frame's largest cell mass, and the RMSE is taken over the
+cells against full-resolution MPM at the same frame.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neural.catalog import make_stepper
+from neural.data import _family_solver, _seed_trajectory
+from neural.grid import PAD, ModelGrid, p2g
+from neural.guard import Guard
+from neural.model import load_weights
+from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper
+from sim import state as state_io
+
+METRIC_CELLS = 128
+HELD_OUT_SEED = 10_000  # training shards use small seeds; evaluation and calibration never see them
+CALIBRATION_SEED = 20_000
+NEEDS_FALLBACK_TOLERANCE = 0.02  # one-frame mass RMSE above which a learned frame "needs" the solver
+
+
+def mass_grid(x: np.ndarray, mass: np.ndarray, size) -> np.ndarray:
+    """Particle mass on a METRIC_CELLS grid over the domain (interior nodes only)."""
+    grid = ModelGrid(len(size), max(size) / METRIC_CELLS, tuple(size))
+    out = p2g(
+        torch.from_numpy(np.ascontiguousarray(x, np.float32)),
+        torch.from_numpy(mass.astype(np.float32))[:, None],
+        grid,
+    )[0]
+    interior = tuple(slice(PAD, PAD + c + 1) for c in grid.cells)
+    return out[interior].numpy()
+
+
+def mass_rmse(x, mass, x_ref, mass_ref, size) -> float:
+    reference = mass_grid(x_ref, mass_ref, size)
+    return float(np.sqrt(((mass_grid(x, mass, size) - reference) ** 2).mean()) / max(reference.max(), 1e-12))
+
+
+@dataclass
+class Rollout:
+    positions: list[np.ndarray] = field(default_factory=list)
+    ms: list[float] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+def run(solver, stepper, frames: int) -> Rollout:
+    out = Rollout()
+    for _ in range(frames):
+        report = stepper.advance(solver)
+        out.positions.append(solver.positions())
+        out.ms.append(report.latency_ms)
+        out.paths.append(report.path)
+    return out
+
+
+def seeded(solver, family: str, seed: int):
+    scene = _seed_trajectory(solver, family, np.random.default_rng(seed))
+    return scene, state_io.snapshot(solver)
+
+
+def calibrate(family: str, weights: Path, rollouts: int = 6, frames: int = 100) -> dict:
+    """Guard thresholds from the solver's own frames: the 99.5th percentile of each score, with margin."""
+    spec = load_weights(weights).spec
+    guard = Guard(spec.h)
+    solver = _family_solver(family)
+    scores: dict[str, list[float]] = {}
+    for r in range(rollouts):
+        seeded(solver, family, CALIBRATION_SEED + r)
+        for _ in range(frames):
+            before = guard.measure_before(solver)
+            stats = solver.step_frame()
+            for k, v in guard.scores(solver, before, solver.particles(), stats).items():
+                scores.setdefault(k, []).append(v)
+    thresholds = {}
+    for k, values in scores.items():
+        q = float(np.quantile(values, 0.995))
+        thresholds[k] = q + 0.25 * abs(q) + {"energy_gain": 0.002, "density": 0.05}.get(k, 0.0)
+    result = {
+        "family": family,
+        "weights": weights.name,
+        "rollouts": rollouts,
+        "frames": frames,
+        "thresholds": thresholds,
+        "solver_statistics": {
+            k: {"p50": float(np.median(v)), "p995": float(np.quantile(v, 0.995)), "max": float(np.max(v))}
+            for k, v in scores.items()
+        },
+    }
+    weights.with_suffix(".guard.json").write_text(json.dumps(result, indent=1) + "\n")
+    solver.close()
+    return result
+
+
+def _lowres_solver(family: str, grid: int, ppc: int):
+    from neural.families import random_scene
+    from sim.build import solver_config
+    from sim.scene import parse_scene
+    from sim.solver import MPMSolver
+
+    raw = random_scene(family, np.random.default_rng(0))
+    raw["scene"].update(grid=grid, particles_per_cell=ppc)
+    config = solver_config(parse_scene(raw, "<lowres>"), 60_000)
+    config.max_speed = _family_solver_speed()
+    return MPMSolver(config)
+
+
+def _family_solver_speed() -> float:
+    from neural.data import DOMAIN
+
+    return float(np.sqrt(2 * 9.81 * DOMAIN + 2 * 1.5**2))
+
+
+def guard_quality(solver, learned: NeuralStepper, guard: Guard, reference_snapshots, masses, size) -> dict:
+    """Along the reference trajectory: does the guard fire on exactly the frames whose error is large?"""
+    fired, needed = [], []
+    guard.reset()
+    for k in range(len(reference_snapshots) - 1):
+        state_io.restore(solver, reference_snapshots[k])
+        learned.reset()
+        before = guard.measure_before(solver)
+        try:
+            report = learned.advance(solver)
+            verdict = guard.check(solver, before, report.stats)
+            x = solver.positions()
+            error = mass_rmse(x, masses, reference_snapshots[k + 1].particles["x"], masses, size)
+        except Exception:  # non-finite output: the guard must fire, and the frame needs the solver
+            verdict, error = None, np.inf
+        fired.append(verdict is None or not verdict.ok)
+        needed.append(error > NEEDS_FALLBACK_TOLERANCE)
+        state_io.restore(solver, reference_snapshots[k + 1])
+        guard.observe(solver)
+    return {"fired": fired, "needed": needed}
+
+
+def precision_recall(fired: list[bool], needed: list[bool]) -> tuple[float, float]:
+    fired, needed = np.asarray(fired), np.asarray(needed)
+    tp = float((fired & needed).sum())
+    precision = tp / fired.sum() if fired.sum() else 1.0
+    recall = tp / needed.sum() if needed.sum() else 1.0
+    return float(precision), float(recall)
+
+
+LOWRES_CANDIDATES = ((48, 4), (40, 2), (32, 4), (32, 2), (24, 2), (16, 2))  # (grid, particles per cell)
+
+
+def evaluate(family: str, weights: Path, rollouts: int = 4, frames: int = 100, plots: Path | None = None,
+             lowres_candidates=LOWRES_CANDIDATES) -> dict:
+    network = load_weights(weights)
+    guard_file = weights.with_suffix(".guard.json")
+    solver = _family_solver(family)
+    results = {k: [] for k in ("neural", "hybrid", "lowres")}
+    timing = {k: [] for k in ("numerical", "neural", "hybrid", "lowres")}
+    fallback, quality, cosine_quality = [], {"fired": [], "needed": []}, {"fired": [], "needed": []}
+    lowres_choice = None
+    curves = []
+    for r in range(rollouts):
+        scene, start = seeded(solver, family, HELD_OUT_SEED + r)
+        masses = solver.masses()
+        reference = []
+        numerical = NumericalStepper()
+        snapshots = [start]
+        for _ in range(frames):
+            report = numerical.advance(solver)
+            reference.append(solver.positions())
+            timing["numerical"].append(report.latency_ms)
+            snapshots.append(state_io.snapshot(solver))
+        for mode in ("neural", "hybrid"):
+            state_io.restore(solver, start)
+            neural = NeuralStepper(network, weights.stem)
+            stepper = (
+                neural
+                if mode == "neural"
+                else HybridStepper(neural, Guard.from_file(guard_file, network.spec.h))
+            )
+            out = run(solver, stepper, frames)
+            timing[mode] += out.ms
+            errors = [
+                mass_rmse(x, masses, ref, masses, scene.size) for x, ref in zip(out.positions, reference)
+            ]
+            results[mode].append(errors)
+            if mode == "hybrid":
+                fallback.append(stepper.fallback_rate)
+        hybrid_ms = float(np.median(timing["hybrid"]))
+        if lowres_choice is None:  # the coarse MPM whose frame costs what a hybrid frame costs
+            costs = {}
+            for grid, ppc in lowres_candidates:
+                low = _lowres_solver(family, grid, ppc)
+                _seed_trajectory(low, family, np.random.default_rng(HELD_OUT_SEED + r))
+                for _ in range(3):
+                    low.step_frame()
+                t = time.perf_counter()
+                for _ in range(5):
+                    low.step_frame()
+                costs[(grid, ppc)] = (time.perf_counter() - t) / 5 * 1e3
+                low.close()
+            affordable = [c for c in lowres_candidates if costs[c] <= hybrid_ms] or [
+                min(costs, key=costs.get)
+            ]
+            lowres_choice = affordable[0]
+        low = _lowres_solver(family, *lowres_choice)
+        _seed_trajectory(low, family, np.random.default_rng(HELD_OUT_SEED + r))
+        out = run(low, NumericalStepper(), frames)
+        low_mass = low.masses()
+        timing["lowres"] += out.ms
+        results["lowres"].append(
+            [mass_rmse(x, low_mass, ref, masses, scene.size) for x, ref in zip(out.positions, reference)]
+        )
+        low.close()
+        q = guard_quality(
+            solver,
+            NeuralStepper(network, weights.stem),
+            Guard.from_file(guard_file, network.spec.h),
+            snapshots,
+            masses,
+            scene.size,
+        )
+        qc = guard_quality(
+            solver,
+            NeuralStepper(network, weights.stem),
+            Guard(network.spec.h, mode="cosine"),
+            snapshots,
+            masses,
+            scene.size,
+        )
+        for key in ("fired", "needed"):
+            quality[key] += q[key]
+            cosine_quality[key] += qc[key]
+        curves.append({k: results[k][-1] for k in results})
+    solver.close()
+    summary = {k: float(np.mean([np.mean(e) for e in v])) for k, v in results.items()}
+    ms = {k: float(np.median(v)) for k, v in timing.items()}
+    precision, recall = precision_recall(quality["fired"], quality["needed"])
+    cos_precision, cos_recall = precision_recall(cosine_quality["fired"], cosine_quality["needed"])
+    report = {
+        "family": family,
+        "weights": weights.name,
+        "rollouts": rollouts,
+        "frames": frames,
+        "mass_rmse": summary,
+        "ms_per_frame": ms,
+        "lowres": {"grid": lowres_choice[0], "ppc": lowres_choice[1]},
+        "fallback_rate": float(np.mean(fallback)),
+        "guard": {
+            "precision": precision,
+            "recall": recall,
+            "tolerance": NEEDS_FALLBACK_TOLERANCE,
+            "needed_share": float(np.mean(quality["needed"])),
+        },
+        "cosine_trigger": {"precision": cos_precision, "recall": cos_recall},
+    }
+    if plots:
+        _plot(curves, ms, summary, plots, family)
+    return report
+
+
+def _plot(curves, ms, summary, folder: Path, family: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    for key, colour in (("neural", "tab:orange"), ("hybrid", "tab:green"), ("lowres", "tab:blue")):
+        mean = np.mean([c[key] for c in curves], axis=0)
+        ax.plot(np.arange(1, len(mean) + 1), mean, color=colour, label=key)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("normalised mass RMSE")
+    ax.set_title(f"{family}: error against full MPM")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / f"{family}_error_over_time.png")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=110)
+    for key in ("neural", "hybrid", "lowres"):
+        ax.scatter(ms[key], summary[key], s=40)
+        ax.annotate(key, (ms[key], summary[key]), textcoords="offset points", xytext=(5, 5))
+    ax.scatter(ms["numerical"], 0.0, s=40)
+    ax.annotate("full MPM", (ms["numerical"], 0.0), textcoords="offset points", xytext=(5, 5))
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per frame")
+    ax.set_ylabel("mean normalised mass RMSE")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / f"{family}_error_vs_cost.png")
+    plt.close(fig)
+
+
+def stepper_for_scene(mode: str, scene, model: str | None = None):
+    return make_stepper(mode, scene, model)

@@ -1,0 +1,158 @@
+"""The learned stepper's network: a small U-Net over the grid (2D or 3D), as in NeuralMPM.
+
+It maps one frame's grid state to the grid velocities of M sub-intervals of the frame, as residuals on the
+current velocity, with the normalisation scales stored beside the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from neural.grid import N_MATERIALS, n_channels
+
+WEIGHTS_VERSION = 1
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild the model and to decide which scenes it fits."""
+
+    family: str
+    dim: int
+    h: float  # grid cell size (m)
+    frame_dt: float
+    sub_intervals: int
+    materials: list[str]
+    obstacles: bool  # trained with obstacles in the scenes
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 96])
+    v_scale: float = 1.0  # m/s
+    a_scale: float = 10.0  # m/s^2
+    dv_scale: float = 0.1  # m/s
+    version: int = WEIGHTS_VERSION
+
+    @property
+    def in_channels(self) -> int:
+        return n_channels(self.dim)
+
+    @property
+    def out_channels(self) -> int:
+        return self.sub_intervals * self.dim
+
+
+def _block(conv, c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv(c_in, c_out, 3, padding=1), nn.GELU(), conv(c_out, c_out, 3, padding=1), nn.GELU()
+    )
+
+
+class UNet(nn.Module):
+    def __init__(self, dim: int, c_in: int, c_out: int, widths: list[int]):
+        super().__init__()
+        conv = nn.Conv2d if dim == 2 else nn.Conv3d
+        self.pool = nn.AvgPool2d(2) if dim == 2 else nn.AvgPool3d(2)
+        self.encoders = nn.ModuleList()
+        c = c_in
+        for w in widths:
+            self.encoders.append(_block(conv, c, w))
+            c = w
+        self.decoders = nn.ModuleList()
+        for w in reversed(widths[:-1]):
+            self.decoders.append(_block(conv, c + w, w))
+            c = w
+        self.head = conv(c, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, encoder in enumerate(self.encoders):
+            if i:
+                x = self.pool(x)
+            x = encoder(x)
+            skips.append(x)
+        for decoder, skip in zip(self.decoders, reversed(skips[:-1])):
+            x = nn.functional.interpolate(x, size=skip.shape[2:], mode="nearest")
+            x = decoder(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+
+class GridStepper(nn.Module):
+    """Normalises the features, runs the U-Net and returns absolute grid velocities (B, M, dim, *grid)."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.net = UNet(spec.dim, spec.in_channels, spec.out_channels, spec.widths)
+
+    def normalise(self, features: torch.Tensor) -> torch.Tensor:
+        """Scale velocities and accelerations to order one; fractions and the solid mask already are."""
+        d, k = self.spec.dim, N_MATERIALS
+        scale = torch.ones(features.shape[1], dtype=features.dtype, device=features.device)
+        scale[k : k + d] = 1.0 / self.spec.v_scale
+        scale[k + d + 1 : k + 2 * d + 1] = 1.0 / self.spec.a_scale
+        scale[k + 2 * d + 1 :] = 1.0 / self.spec.v_scale
+        return features * scale.view(1, -1, *([1] * d))
+
+    def residual(self, features: torch.Tensor) -> torch.Tensor:
+        """The normalised velocity change per sub-interval (B, M*dim, *grid): what the loss sees."""
+        return self.net(self.normalise(features))
+
+    def forward(self, features: torch.Tensor, residual: bool = False) -> torch.Tensor:
+        """Grid velocities (B, M, dim, *grid); with residual=True the normalised change the loss sees
+        (going through forward keeps DDP's gradient hooks in play)."""
+        if residual:
+            return self.residual(features)
+        d, m = self.spec.dim, self.spec.sub_intervals
+        velocity = features[:, N_MATERIALS : N_MATERIALS + d]
+        change = self.residual(features) * self.spec.dv_scale
+        return velocity[:, None] + change.reshape(change.shape[0], m, d, *change.shape[2:])
+
+
+def save_weights(model: GridStepper, path: Path, metadata: dict) -> None:
+    """Weights as safetensors; the spec and provenance as JSON beside them (path with .json)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(tmp),
+        metadata={"spec": json.dumps(asdict(model.spec))},
+    )
+    tmp.replace(path)
+    meta = {**metadata, "spec": asdict(model.spec)}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be used: missing, corrupt or mismatched. The message says why in one line."""
+
+
+def load_weights(path: Path) -> GridStepper:
+    """Load through safetensors only (nothing in the file is executed). Raises WeightsError."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        meta = json.loads(meta_path.read_text())
+        spec = ModelSpec(**meta["spec"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise WeightsError(f"{meta_path}: missing or unreadable metadata ({type(e).__name__}: {e})") from None
+    if spec.version != WEIGHTS_VERSION:
+        raise WeightsError(f"{path}: weights version {spec.version}, this sluice reads {WEIGHTS_VERSION}")
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated or corrupt files
+        raise WeightsError(f"{path}: corrupt weights file ({e})") from None
+    model = GridStepper(spec)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise WeightsError(
+            f"{path}: weights do not match their metadata ({str(e).splitlines()[0]})"
+        ) from None
+    model.eval()
+    return model

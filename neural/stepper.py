@@ -1,0 +1,186 @@
+"""Steppers behind one `advance()`: numerical (the solver), neural (one network call per frame) and
+hybrid (neural, checked by the guard, falling back to the solver for the frame when the guard fails).
+
+A neural frame reads like NeuralMPM's pipeline: particles to grid features, the U-Net predicts the grid
+velocities of M sub-intervals, particles are advected through them by the solver's own g2p machinery.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neural.grid import PAD, ModelGrid, assemble_features, velocity_of
+from neural.guard import Guard, GuardScores
+from neural.model import GridStepper
+from sim import state as state_io
+from sim.solver import MPMSolver, NonFiniteError, StepStats
+
+
+@dataclass
+class StepReport:
+    """What one frame did: the path taken, its latency split and the guard's verdict."""
+
+    path: str  # "numerical", "neural" or "fallback"
+    latency_ms: float
+    split_ms: dict[str, float] = field(default_factory=dict)
+    guard: GuardScores | None = None
+    weights: str | None = None
+    stats: StepStats | None = None
+    reason: str = ""
+
+
+class NumericalStepper:
+    name = "numerical"
+    weights = None
+
+    def advance(self, solver: MPMSolver) -> StepReport:
+        start = time.perf_counter()
+        stats = solver.step_frame()
+        ms = (time.perf_counter() - start) * 1e3
+        return StepReport("numerical", ms, {"solver": ms}, stats=stats)
+
+    def reset(self) -> None:
+        pass
+
+
+class NeuralStepper:
+    """Learned frames only (no guard): raises NonFiniteError if the model produces garbage."""
+
+    name = "neural"
+
+    def __init__(self, model: GridStepper, weights_name: str = ""):
+        self.model = model
+        self.spec = model.spec
+        self.weights = weights_name
+        self._solid_key = None
+        self._solid = None
+        self._previous_velocity = None
+
+    def reset(self) -> None:
+        """Forget the velocity history (after a reset, a load or a numerical frame)."""
+        self._previous_velocity = None
+
+    def grid_for(self, solver: MPMSolver) -> ModelGrid:
+        return ModelGrid(solver.dim, self.spec.h, solver.config.size)
+
+    def _solid_mask(self, solver: MPMSolver, grid: ModelGrid) -> torch.Tensor:
+        key = (grid, tuple(repr(c.describe()) for c in solver.colliders))
+        if key != self._solid_key:
+            self._solid = torch.from_numpy(grid.solid_mask(solver.colliders))
+            self._solid_key = key
+        return self._solid
+
+    def features(self, solver: MPMSolver, grid: ModelGrid) -> torch.Tensor:
+        transfer = torch.from_numpy(solver.grid_transfer(grid.h, PAD, grid.shape))
+        solid = self._solid_mask(solver, grid)
+        if solver.force_active[None] or solver.n_brushes[None]:
+            nodes = grid.node_positions().reshape(-1, grid.dim)
+            accel = solver.external_acceleration(nodes, solver.time + solver.config.frame_dt / 2)
+            accel = torch.from_numpy(np.ascontiguousarray(accel.T.reshape(grid.dim, *grid.shape)))
+        else:
+            accel = torch.zeros(grid.dim, *grid.shape)
+        features = assemble_features(transfer, solid, accel, self._previous_velocity)
+        self._previous_velocity = velocity_of(features)
+        return features
+
+    @torch.no_grad()
+    def predict(self, solver: MPMSolver) -> tuple[np.ndarray, dict[str, float], ModelGrid]:
+        """Grid velocities (M, *grid, dim) for the coming frame, and the time each stage took."""
+        t0 = time.perf_counter()
+        grid = self.grid_for(solver)
+        features = self.features(solver, grid)
+        t1 = time.perf_counter()
+        velocities = self.model(features[None])[0]  # (M, dim, *grid)
+        t2 = time.perf_counter()
+        order = (0, *range(2, 2 + grid.dim), 1)
+        out = velocities.permute(order).contiguous().numpy()
+        return out, {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}, grid
+
+    def advance(self, solver: MPMSolver) -> StepReport:
+        start = time.perf_counter()
+        velocities, split, _ = self.predict(solver)
+        if not np.isfinite(velocities).all():
+            raise NonFiniteError(solver.frame + 1, int((~np.isfinite(velocities)).sum()))
+        t = time.perf_counter()
+        stats = solver.advect_frame(velocities, self.spec.h, PAD)
+        split["advect"] = (time.perf_counter() - t) * 1e3
+        return StepReport(
+            "neural", (time.perf_counter() - start) * 1e3, split, weights=self.weights, stats=stats
+        )
+
+
+class HybridStepper:
+    """Learned frames checked by the guard; a failed frame is rerun by the solver from its start, and
+    the solver keeps the next `hysteresis` frames (a failing scene tends to keep failing)."""
+
+    name = "hybrid"
+
+    def __init__(self, neural: NeuralStepper, guard: Guard, hysteresis: int = 5):
+        self.neural, self.guard, self.hysteresis = neural, guard, hysteresis
+        self.numerical = NumericalStepper()
+        self.weights = neural.weights
+        self._numerical_left = 0
+        self.frames = 0
+        self.fallbacks = 0
+
+    @property
+    def fallback_rate(self) -> float:
+        return self.fallbacks / self.frames if self.frames else 0.0
+
+    def reset(self) -> None:
+        self.neural.reset()
+        self.guard.reset()
+        self._numerical_left = 0
+
+    def advance(self, solver: MPMSolver) -> StepReport:
+        self.frames += 1
+        if self._numerical_left > 0:
+            self._numerical_left -= 1
+            self.neural.reset()
+            report = self.numerical.advance(solver)
+            report.path, report.weights, report.reason = (
+                "numerical",
+                self.weights,
+                "hysteresis after a fallback",
+            )
+            self.guard.observe(solver)
+            return report
+        start = time.perf_counter()
+        snapshot = state_io.snapshot(solver)
+        before = self.guard.measure_before(solver)
+        scores = None
+        try:
+            report = self.neural.advance(solver)
+            scores = self.guard.check(solver, before, report.stats)
+        except NonFiniteError as e:
+            scores = GuardScores(ok=False, reasons=[f"non-finite: {e}"])
+        if scores.ok:
+            report.guard = scores
+            report.latency_ms = (time.perf_counter() - start) * 1e3
+            return report
+        # Fallback: restore the frame's start and let the solver run it.
+        self.fallbacks += 1
+        self._numerical_left = self.hysteresis
+        state_io.restore(solver, snapshot)
+        self.neural.reset()
+        fallback = self.numerical.advance(solver)
+        self.guard.observe(solver)
+        latency = (time.perf_counter() - start) * 1e3
+        return StepReport(
+            "fallback",
+            latency,
+            {**fallback.split_ms, "wasted": latency - fallback.latency_ms},
+            guard=scores,
+            weights=self.weights,
+            stats=fallback.stats,
+            reason="; ".join(scores.reasons),
+        )
+
+
+def find_weights_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets" / "models"

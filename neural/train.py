@@ -1,0 +1,256 @@
+"""`train`: fit the grid U-Net to a family's shards, with noise injection, checkpoints and --resume.
+
+Runs under plain python or torchrun (DDP: gloo on the CPU, nccl on a GPU); rank 0 writes everything.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from neural.grid import N_MATERIALS
+from neural.model import GridStepper, ModelSpec, save_weights
+
+MATERIALS = ("water", "jelly", "snow", "sand")
+
+
+@dataclass
+class TrainConfig:
+    family: str
+    data: Path
+    out: Path  # final weights .safetensors
+    run_dir: Path  # checkpoints and loss curves
+    steps: int = 8000
+    batch: int = 16
+    lr: float = 2e-3
+    noise: float = 0.03  # input velocity noise, in units of v_scale
+    resume: bool = False
+    seed: int = 0
+    checkpoint_every: int = 250
+    max_trajectories: int | None = None
+    holdout: int = 4  # trajectories kept out of training, for the validation loss
+
+
+class Shards:
+    """All trajectories of a family in memory (fp16 grids), sampled as (trajectory, frame) pairs."""
+
+    def __init__(self, folder: Path, limit: int | None = None):
+        paths = sorted(folder.glob("traj_*.npz"))[:limit]
+        if not paths:
+            raise FileNotFoundError(f"{folder}: no traj_*.npz shards (run `python main.py datagen` first)")
+        self.features, self.targets, self.metas = [], [], []
+        for p in paths:
+            with np.load(p) as z:
+                self.features.append(torch.from_numpy(z["features"]))
+                self.targets.append(torch.from_numpy(z["targets"]))
+                self.metas.append(json.loads(str(z["meta"])))
+        self.paths = paths
+        self.frames = sum(len(f) for f in self.features)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def batch(self, indices: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        f = torch.stack([self.features[t][k] for t, k in indices]).float()
+        y = torch.stack([self.targets[t][k] for t, k in indices]).float()
+        return f, y
+
+
+def fit_scales(shards: Shards, dim: int, sub_intervals: int) -> dict[str, float]:
+    """Normalisation scales from the data: RMS velocity, acceleration and per-frame velocity change."""
+    v, a, dv = [], [], []
+    k = N_MATERIALS
+    for features, targets in zip(shards.features[:32], shards.targets[:32]):
+        f, y = features[::5].float(), targets[::5].float()
+        mass = f[:, :k].sum(1, keepdim=True) > 0
+        vel = f[:, k : k + dim]
+        v.append(vel.masked_select(mass.expand_as(vel)))
+        acc = f[:, k + dim + 1 : k + 2 * dim + 1]
+        a.append(acc[acc != 0])
+        change = y.reshape(y.shape[0], sub_intervals, dim, *y.shape[2:]) - vel[:, None]
+        dv.append(change.masked_select(mass[:, None].expand_as(change)))
+    rms = lambda xs, floor: max(float(torch.cat(xs).pow(2).mean().sqrt()) if xs else floor, floor)  # noqa: E731
+    return {"v_scale": rms(v, 0.1), "a_scale": rms(a, 1.0), "dv_scale": rms(dv, 0.01)}
+
+
+def masked_loss(net, spec: ModelSpec, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """MSE of the normalised velocity change on nodes that carry mass (empty nodes move nothing).
+    `net` is the GridStepper or its DDP wrapper."""
+    velocity = features[:, N_MATERIALS : N_MATERIALS + spec.dim]
+    want = (
+        targets.reshape(targets.shape[0], spec.sub_intervals, spec.dim, *targets.shape[2:])
+        - velocity[:, None]
+    )
+    want = want.reshape(targets.shape) / spec.dv_scale
+    mask = (features[:, :N_MATERIALS].sum(1, keepdim=True) > 0).float()
+    error = (net(features, residual=True) - want) ** 2 * mask
+    return error.sum() / (mask.sum() * targets.shape[1]).clamp_min(1.0)
+
+
+def _distributed() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    steps = [r["step"] for r in rows]
+    ax.semilogy(steps, [r["train_loss"] for r in rows], label="train")
+    val = [(r["step"], r["val_loss"]) for r in rows if r["val_loss"] is not None]
+    if val:
+        ax.semilogy(*zip(*val), label="held-out")
+    ax.set_xlabel("step")
+    ax.set_ylabel("normalised MSE")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    rank, world = _distributed()
+    torch.manual_seed(cfg.seed + rank)
+    rng = np.random.default_rng([cfg.seed, rank])
+    shards = Shards(cfg.data, cfg.max_trajectories)
+    meta0 = shards.metas[0]
+    dim = len(meta0["size"])
+    holdout = min(cfg.holdout, max(len(shards) - 1, 0))
+    train_ids = list(range(holdout, len(shards)))
+    materials = sorted(
+        {MATERIALS[int(m)] for p in shards.paths[:16] for m in np.unique(np.load(p)["material"])}
+    )
+    scales = fit_scales(shards, dim, meta0["sub_intervals"])
+    spec = ModelSpec(
+        family=cfg.family,
+        dim=dim,
+        h=meta0["h"],
+        frame_dt=meta0["frame_dt"],
+        sub_intervals=meta0["sub_intervals"],
+        materials=materials,
+        obstacles="ramps" in cfg.family,
+        **scales,
+    )
+    model = GridStepper(spec)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
+    schedule = lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s / cfg.steps, 1.0)))  # noqa: E731
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt, ckpt_opt = cfg.run_dir / "checkpoint.safetensors", cfg.run_dir / "checkpoint.optim.pt"
+    log_path = cfg.run_dir / "loss.csv"
+    rows: list[dict] = []
+    start = 0
+    if cfg.resume and ckpt.exists():
+        model.load_state_dict(load_file(str(ckpt)))
+        state = torch.load(ckpt_opt, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        with open(log_path) as f:
+            rows = [{k: (None if v == "" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+        rows = [dict(r, step=int(r["step"])) for r in rows if r["step"] <= start]
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    frames_per = [len(shards.features[t]) for t in range(len(shards))]
+    bar = tqdm(
+        total=cfg.steps, initial=start, desc=f"train {cfg.family}", unit="step", disable=not progress or rank
+    )
+    began = time.time()
+    running = None
+    for step in range(start, cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * schedule(step)
+        picks = [(t, int(rng.integers(frames_per[t]))) for t in rng.choice(train_ids, cfg.batch)]
+        features, targets = shards.batch(picks)
+        # Noise on the input velocities, with clean targets: the model learns to correct its own drift.
+        k = N_MATERIALS
+        for lo in (k, k + 2 * dim + 1):
+            mass = (features[:, :k].sum(1, keepdim=True) > 0).float()
+            features[:, lo : lo + dim] += (
+                cfg.noise * spec.v_scale * torch.randn_like(features[:, lo : lo + dim]) * mass
+            )
+        loss = masked_loss(ddp, spec, features, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        last = step + 1 == cfg.steps
+        if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or last):
+            val = validation_loss(model, shards, range(holdout)) if holdout else None
+            rows.append(
+                {
+                    "step": step + 1,
+                    "train_loss": running,
+                    "val_loss": val,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "elapsed_s": time.time() - began,
+                }
+            )
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+            torch.save({"optimizer": optimizer.state_dict(), "step": step + 1}, ckpt_opt)
+            with open(log_path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            _plot(rows, cfg.run_dir / "loss.png")
+    bar.close()
+    result = {
+        "steps": cfg.steps,
+        "final_train_loss": rows[-1]["train_loss"] if rows else None,
+        "final_val_loss": rows[-1]["val_loss"] if rows else None,
+    }
+    if rank == 0:
+        metadata = {
+            "family": cfg.family,
+            "grid": {"dim": dim, "h": spec.h, "sub_intervals": spec.sub_intervals},
+            "data": {
+                "folder": str(cfg.data),
+                "trajectories": len(shards),
+                "frames": shards.frames,
+                "holdout_trajectories": holdout,
+            },
+            **result,
+            "batch": cfg.batch,
+            "lr": cfg.lr,
+            "noise": cfg.noise,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "command": " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "train_seconds": sum(r["elapsed_s"] for r in rows[-1:]),
+            "loss_curve": str(log_path),
+        }
+        save_weights(model, cfg.out, metadata)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return result
+
+
+@torch.no_grad()
+def validation_loss(model: GridStepper, shards: Shards, trajectories) -> float:
+    losses = []
+    for t in trajectories:
+        for k in range(0, len(shards.features[t]), 10):
+            f, y = shards.batch([(t, k)])
+            losses.append(float(masked_loss(model, model.spec, f, y)))
+    return float(np.mean(losses))

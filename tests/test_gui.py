@@ -1,0 +1,423 @@
+"""The desktop app under Xvfb (pytest-qt): the window, the tools driven by real mouse events, scenes,
+modes, errors, state files, screenshots and recording.
+
+One window on a small scene (grid 32) serves most tests, so that Taichi compiles few solvers.
+"""
+
+import os
+
+import pytest
+
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and not os.environ.get("CI"):
+    pytest.skip("no display: run under xvfb-run (on CI this fails instead)", allow_module_level=True)
+
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import imageio.v3 as iio  # noqa: E402
+import numpy as np  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QWheelEvent  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+# Imports OpenGL for Qt's context before any test module's app.render.headless can pick EGL.
+from app.gui.loop import SimLoop  # noqa: E402
+from app.gui.mapping import PanZoom, ToolPlane, mapping_for  # noqa: E402
+from app.gui.modes import MODES, available_modes  # noqa: E402
+from app.gui.window import MainWindow  # noqa: E402
+from app.render.camera import OrbitCamera  # noqa: E402
+
+GRID = {"grid": 32}
+BLOCK = """
+[scene]
+name = "block"
+dim = 2
+size = [0.5, 0.5]
+grid = 32
+
+[[body]]
+material = "water"
+shape = "box"
+min = [0.175, 0.25]
+max = [0.325, 0.4]
+"""
+WATER, SAND = 0, 3
+
+
+@pytest.fixture(scope="module")
+def block_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scenes") / "block.toml"
+    path.write_text(BLOCK)
+    return path
+
+
+@pytest.fixture(scope="module")
+def window(qapp, block_path):
+    """A window on the block scene, paused; tests step it frame by frame."""
+    win = MainWindow(block_path, GRID, play=False)
+    win.resize(1000, 700)
+    win.show()
+    assert QTest.qWaitForWindowExposed(win)
+    yield win
+    win.close()
+
+
+@pytest.fixture
+def block(window, block_path):
+    """The window on the block scene at its start, paused, with the push tool."""
+    if window.session.scene.name != "block":
+        assert window.load_scene(block_path)
+    window.pause()
+    window.reset()
+    window.set_tool("push")
+    window.set_radius(0.06)
+    return window
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def pixel(win, point) -> QPoint:
+    x, y = win.viewport.mapping().to_pixel(point)
+    return QPoint(round(x), round(y))
+
+
+def press(win, point, mods=Qt.KeyboardModifier.NoModifier):
+    QTest.mousePress(win.viewport, Qt.MouseButton.LeftButton, mods, pixel(win, point))
+
+
+def move(win, point):
+    QTest.mouseMove(win.viewport, pixel(win, point))
+
+
+def release(win, point, mods=Qt.KeyboardModifier.NoModifier):
+    QTest.mouseRelease(win.viewport, Qt.MouseButton.LeftButton, mods, pixel(win, point))
+
+
+def steps(win, n):
+    for _ in range(n):
+        win.step()
+
+
+def state(win):
+    return win.session.solver.particles()
+
+
+# -------------------------------------------------------------------------------------------- tests
+def test_default_window_plays_dam_break_and_pauses(qtbot):
+    from main import build_parser
+
+    args = build_parser().parse_args([])
+    assert args.command is None and args.gui_scene == "dam_break"
+    win = MainWindow(args.gui_scene, GRID)  # plays at once, no dialog
+    qtbot.addWidget(win)
+    win.show()
+    assert win.session.scene.name == "dam_break" and win.loop.playing
+    qtbot.waitUntil(lambda: win.session.frame >= 3, timeout=60000)
+    win.toggle_play()  # Space
+    assert not win.loop.playing
+    frame = win.session.frame
+    qtbot.wait(300)
+    assert win.session.frame == frame
+    assert "paused" in win.hud_text() and "fps" in win.hud_text() and "particles" in win.hud_text()
+    win.close()
+
+
+def test_installed_pyside_does_not_leak_none():
+    """PySide6 6.12 drops a reference to None on every void call (Python < 3.12), which aborts a long
+    session with 'deallocating None'; pyproject.toml excludes it, and this catches a regression."""
+    from PySide6.QtCore import QObject
+
+    probe = QObject()
+    before = sys.getrefcount(None)
+    for _ in range(1000):
+        probe.setObjectName("probe")
+    assert sys.getrefcount(None) >= before - 10
+
+
+def test_push_moves_particles_along_the_drag(block):
+    block.tool_actions["push"].trigger()
+    x0 = state(block)["x"][:, 0].mean()
+    press(block, (0.19, 0.32))
+    for x in (0.22, 0.25, 0.28, 0.31):
+        move(block, (x, 0.32))
+        block.step()
+    release(block, (0.31, 0.32))
+    steps(block, 6)
+    shift = state(block)["x"][:, 0].mean() - x0
+    assert shift > 0.02, shift  # the block falls straight down when nothing pushes it
+
+
+def test_push_with_ctrl_repels_and_shift_attracts(block):
+    block.set_tool("push")
+    x = state(block)["x"]
+    centre = (0.25, 0.33)
+    spread0 = np.linalg.norm(x - centre, axis=1).mean()
+    press(block, centre, Qt.KeyboardModifier.ControlModifier)
+    steps(block, 3)
+    release(block, centre, Qt.KeyboardModifier.ControlModifier)
+    spread = np.linalg.norm(state(block)["x"] - centre, axis=1).mean()
+    assert spread > spread0 + 0.005
+
+
+def test_pour_adds_particles_of_the_chosen_material(block):
+    block.panel.material_box.setCurrentText("sand")
+    block.tool_actions["pour"].trigger()
+    n0 = block.session.solver.n
+    press(block, (0.1, 0.45))
+    steps(block, 8)
+    release(block, (0.1, 0.45))
+    block.step()
+    after = state(block)
+    assert block.session.solver.n > n0 + 20
+    assert (after["material"] == SAND).sum() == block.session.solver.n - n0
+    block.step()
+    assert block.session.solver.n == len(after["x"])  # releasing stops the pour
+    block.panel.material_box.setCurrentText("water")
+
+
+def test_erase_removes_particles_under_the_cursor(block):
+    block.tool_actions["erase"].trigger()
+    n0 = block.session.solver.n
+    press(block, (0.25, 0.33))
+    n1 = block.session.solver.n
+    move(block, (0.2, 0.28))
+    release(block, (0.2, 0.28))
+    assert n1 < n0 and block.session.solver.n < n1
+    x = state(block)["x"]
+    assert (np.linalg.norm(x - (0.25, 0.33), axis=1) < 0.05).sum() == 0
+
+
+def test_obstacle_drawn_with_the_mouse_stops_falling_water_and_a_click_deletes_it(block):
+    block.tool_actions["obstacle"].trigger()
+    colliders = len(block.session.solver.colliders)
+    press(block, (-0.01, 0.12))  # from outside the left wall: the box is clipped to the domain
+    move(block, (0.3, 0.16))
+    release(block, (0.51, 0.18))
+    assert len(block.session.solver.colliders) == colliders + 1
+    box = block.session.solver.colliders[-1].describe()
+    assert np.allclose(box["min"], (0.0, 0.12), atol=0.004)
+    assert np.allclose(box["max"], (0.5, 0.18), atol=0.004)
+    steps(block, 40)
+    y = state(block)["x"][:, 1]
+    assert y.min() > 0.17, y.min()  # the water rests on the box: nothing below it
+    press(block, (0.25, 0.15))  # a click on the obstacle deletes it
+    release(block, (0.25, 0.15))
+    assert len(block.session.solver.colliders) == colliders
+
+
+def test_circle_obstacle_with_shift(block):
+    block.set_tool("obstacle")
+    press(block, (0.25, 0.1))
+    release(block, (0.3, 0.1), Qt.KeyboardModifier.ShiftModifier)
+    circle = block.session.solver.colliders[-1].describe()
+    assert circle["shape"] == "sphere" and abs(circle["radius"] - 0.05) < 0.004
+    block.reset()
+    assert not block.session.solver.colliders
+
+
+def test_mode_and_colour_switches(block):
+    panel = block.panel
+    assert panel.mode_buttons["numerical"].isEnabled() and panel.mode_buttons["numerical"].isChecked()
+    reasons = available_modes(block.session)
+    assert reasons["numerical"] is None
+    for mode in ("neural", "hybrid"):
+        if reasons[mode] is None:  # weights fit this scene: the switch works and shows in the HUD
+            assert panel.mode_buttons[mode].isEnabled()
+            panel.mode_buttons[mode].click()
+            assert block.session.mode == mode and panel.mode_buttons[mode].isChecked()
+            block.step()
+            assert MODES[mode] in block.hud_text()
+        else:  # disabled, with the reason shown; asking anyway changes nothing
+            assert not panel.mode_buttons[mode].isEnabled()
+            assert reasons[mode] in panel.mode_buttons[mode].toolTip()
+            assert reasons[mode] in panel.mode_reason.text()
+            assert not block.set_mode(mode) and block.session.mode == "numerical"
+            assert reasons[mode] in block.statusBar().currentMessage()
+    assert block.set_mode("numerical") and block.session.mode == "numerical"
+    assert panel.mode_buttons["numerical"].isChecked()
+    assert not block.sketch_action.isEnabled() and "not built yet" in block.sketch_action.toolTip()
+    panel.color_box.setCurrentIndex(panel.color_box.findData("speed"))
+    assert block.viewport.color_mode == "speed" and block.viewport.frame_view().color_mode == "speed"
+    block.step()
+    block.cycle_color_mode()  # V
+    assert block.viewport.color_mode == "material" and panel.color_box.currentData() == "material"
+
+
+def test_settings_change_the_session(block):
+    block.panel.gravity_spin.setValue(4.0)
+    assert np.allclose(block.session.gravity, (0.0, -4.0))
+    substeps = block.session.solver.substeps
+    block.panel.quality_box.setCurrentIndex(block.panel.quality_box.findData(2.0))
+    assert block.session.solver.substeps >= 2 * substeps - 1
+    block.panel.quality_box.setCurrentIndex(block.panel.quality_box.findData(1.0))
+    block.panel.gravity_spin.setValue(9.81)
+    block.panel.size_spin.setValue(2.0)
+    assert block.viewport.draw_scale == 2.0
+    block.panel.size_spin.setValue(1.0)
+
+
+def test_malformed_scene_shows_an_error_and_the_old_scene_keeps_running(block, tmp_path, qtbot):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[scene]\ndim = 2\nsize = [0.5, 0.5]\ngrid = 32\n[[body]]\nmaterial = "lava"\n')
+    session = block.session
+    block.play()
+    assert not block.load_scene(bad)
+    assert "bad.toml" in block.statusBar().currentMessage() and "lava" in block.statusBar().currentMessage()
+    assert block.session is session and block.session.scene.name == "block" and block.loop.playing
+    frame = block.session.frame
+    qtbot.waitUntil(lambda: block.session.frame > frame + 2, timeout=10000)
+    block.pause()
+
+
+def test_save_and_load_round_trip(block, tmp_path):
+    steps(block, 5)
+    path = tmp_path / "state.npz"
+    block.save_state(path)
+    saved, frame = state(block), block.session.frame
+    steps(block, 5)
+    block.load_state(path)
+    loaded = state(block)
+    assert block.session.frame == frame
+    for key in ("x", "v", "C", "F", "J", "material"):
+        assert np.array_equal(saved[key], loaded[key]), key
+    block.load_state(tmp_path / "missing.npz")  # an error in the status bar, the state untouched
+    assert "missing.npz" in block.statusBar().currentMessage()
+    assert np.array_equal(state(block)["x"], loaded["x"])
+    block.save_state(tmp_path / "no" / "such" / "folder.npz")  # a failed save: a message, no crash
+    assert "No such file" in block.statusBar().currentMessage()
+
+
+def test_screenshot_shows_the_water(block, tmp_path):
+    path = tmp_path / "shot.png"
+    block.screenshot(path)
+    rgb = iio.imread(path)[..., :3].astype(int)
+    dpr = block.viewport.devicePixelRatioF()
+    assert rgb.shape[:2] == block.viewport.framebuffer_size()[::-1]
+    x = state(block)["x"]
+    colours = []
+    for p in x[:: max(1, len(x) // 40)]:
+        px, py = block.viewport.mapping().to_pixel(p)
+        colours.append(rgb[int(py * dpr), int(px * dpr)])
+    colours = np.array(colours)
+    # Water's blue, shaded darker towards a sprite's rim where a neighbour overlaps the centre.
+    r, g, b = colours.T
+    water = (b > 2 * r) & (b > g) & (b > 60)
+    assert water.mean() > 0.9 and np.median(b) > 150, colours[:5]
+    empty = rgb[int(pixel(block, (0.45, 0.1)).y() * dpr), int(pixel(block, (0.45, 0.1)).x() * dpr)]
+    assert empty.max() < 60  # the dark domain
+
+
+def test_record_writes_an_mp4_with_one_frame_per_tick(block, tmp_path):
+    out = tmp_path / "live.mp4"
+    block.start_recording(out)
+    assert block.rec_label.isVisible() and block.record_action.isChecked()
+    steps(block, 6)
+    block._refresh_hud()
+    assert "REC 6" in block.rec_label.text()
+    block.stop_recording()
+    assert not block.rec_label.isVisible()
+    frames = iio.imread(out, index=None)
+    w, h = block.viewport.framebuffer_size()
+    assert frames.shape[0] == 6 and frames.shape[1:3] == (h - h % 2, w - w % 2)
+
+
+def test_scene_picker_switches_scenes(block, block_path, qtbot):
+    box = block.panel.scene_box
+    block.play()
+    box.activated.emit(box.findData("jelly_drop"))
+    assert block.session.scene.name == "jelly_drop" and block.session.scene.grid == 32
+    assert box.currentData() == "jelly_drop" and block.loop.playing
+    frame = block.session.frame
+    qtbot.waitUntil(lambda: block.session.frame > frame + 2, timeout=30000)
+    block.pause()
+    assert block.load_scene(block_path) and block.session.scene.name == "block"
+    assert "block (file)" in box.currentText()
+
+
+def test_camera_zoom_and_pan_keep_the_mapping_consistent(block):
+    vp = block.viewport
+    point = (0.3, 0.2)
+    before = pixel(block, point)
+    QTest.mouseMove(vp, before)
+    anchor = vp.mapping().to_domain(before.x(), before.y())
+    vp.pan_zoom.zoom_about(anchor, 2.0, block.session.scene.size)  # what the wheel does
+    assert abs(pixel(block, point).x() - before.x()) <= 1 and abs(pixel(block, point).y() - before.y()) <= 1
+    block.set_tool("camera")
+    start = pixel(block, (0.25, 0.25))
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    QTest.mouseMove(vp, start + QPoint(40, 0))
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start + QPoint(40, 0))
+    moved = pixel(block, (0.25, 0.25))
+    assert abs(moved.x() - start.x() - 40) <= 1 and abs(moved.y() - start.y()) <= 1
+    vp.reset_camera()
+
+
+def test_mapping_round_trips_in_2d_and_3d():
+    m = mapping_for(2, (0.5, 0.3), 800, 600, 2.0, PanZoom(zoom=1.7, center=np.array([0.2, 0.1])))
+    for p in ((0.0, 0.0), (0.5, 0.3), (0.21, 0.17)):
+        assert np.allclose(m.to_domain(*m.to_pixel(p)), p, atol=1e-9)
+    size = (0.4, 0.4, 0.4)
+    camera = OrbitCamera.default_for(size)
+    normal = camera.eye() - camera.target
+    plane = ToolPlane(np.array([0.2, 0.1, 0.2]), normal / np.linalg.norm(normal))
+    m3 = mapping_for(3, size, 640, 480, 1.0, camera=camera, plane=plane)
+    q = m3.to_domain(*m3.to_pixel((0.25, 0.12, 0.18)))
+    assert abs((q - plane.point) @ plane.normal) < 1e-6  # on the tool plane
+    assert np.allclose(m3.to_pixel(q), m3.to_pixel((0.25, 0.12, 0.18)), atol=1e-6)
+    ring = m3.circle(plane.point, 0.05)
+    assert np.allclose(np.abs((ring - plane.point) @ plane.normal), 0, atol=1e-6)
+
+
+def test_input_is_handled_between_slow_frames(qapp):
+    """A 150 ms frame never delays an event by more than about one frame."""
+
+    class Slow:
+        class scene:
+            frame_dt = 1 / 60
+
+        def tick(self):
+            time.sleep(0.15)
+            return type("R", (), {"error": None, "frame": 0})()
+
+    slow = Slow()
+    loop = SimLoop(lambda: slow, lambda: None)
+    loop.play()
+    QTest.qWait(50)
+    posted = time.perf_counter()
+    handled = []
+    QTimer.singleShot(0, lambda: handled.append(time.perf_counter()))
+    while not handled and time.perf_counter() - posted < 2:
+        qapp.processEvents()
+    loop.pause()
+    assert handled and handled[0] - posted < 0.2 and loop.ticks >= 1
+
+
+def test_keyboard_shortcuts_and_wheel_zoom(block, qtbot):
+    block.activateWindow()
+    block.viewport.setFocus()
+    qtbot.waitUntil(block.isActiveWindow, timeout=5000)
+    for key, tool in ((Qt.Key.Key_E, "erase"), (Qt.Key.Key_O, "obstacle"), (Qt.Key.Key_F, "pour")):
+        QTest.keyClick(block.viewport, key)
+        assert block.viewport.tool.name == tool and block.tool_actions[tool].isChecked()
+    frame = block.session.frame
+    QTest.keyClick(block.viewport, Qt.Key.Key_Period)
+    assert block.session.frame == frame + 1 and not block.loop.playing
+    QTest.keyClick(block.viewport, Qt.Key.Key_Space)
+    assert block.loop.playing
+    QTest.keyClick(block.viewport, Qt.Key.Key_Space)
+    assert not block.loop.playing
+    radius = block.settings.radius
+    QTest.keyClick(block.viewport, Qt.Key.Key_BracketRight)
+    assert block.settings.radius > radius and block.panel.radius_spin.value() == pytest.approx(
+        block.settings.radius, abs=1e-3
+    )
+    at = pixel(block, (0.3, 0.2))
+    wheel = QWheelEvent(
+        QPointF(at), QPointF(block.viewport.mapToGlobal(at)), QPoint(), QPoint(0, 240),
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False,
+    )  # fmt: skip
+    QApplication.sendEvent(block.viewport, wheel)
+    assert block.viewport.pan_zoom.zoom == pytest.approx(1.15**2)
+    assert abs(pixel(block, (0.3, 0.2)).x() - at.x()) <= 1  # zoomed about the cursor
+    QTest.keyClick(block.viewport, Qt.Key.Key_Home)
+    assert block.viewport.pan_zoom.zoom == 1.0
