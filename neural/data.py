@@ -183,6 +183,7 @@ def generate_trajectory(solver, family: str, index: int, frames: int, seed: int)
         "frame_dt": FRAME_DT,
         "solver_grid": scene.grid,
         "substeps": solver.substeps,
+        "gravity": list(scene.gravity),
     }
     return {
         "features": torch.stack(features).numpy().astype(np.float16),

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from neural.grid import N_MATERIALS, n_channels
+from sim.atomic import atomic_path
 
 WEIGHTS_VERSION = 1
 
@@ -34,6 +35,10 @@ class ModelSpec:
     v_scale: float = 1.0  # m/s
     a_scale: float = 10.0  # m/s^2
     dv_scale: float = 0.1  # m/s
+    # Physics prior: the network corrects v0 + (gravity + external acceleration) * t instead of predicting
+    # the whole change, so free fall and a brush's push are exact before any learning.
+    physics_prior: bool = False
+    gravity: list[float] = field(default_factory=lambda: [0.0, -9.81])
     version: int = WEIGHTS_VERSION
 
     @property
@@ -101,27 +106,36 @@ class GridStepper(nn.Module):
         """The normalised velocity change per sub-interval (B, M*dim, *grid): what the loss sees."""
         return self.net(self.normalise(features))
 
-    def forward(self, features: torch.Tensor, residual: bool = False) -> torch.Tensor:
-        """Grid velocities (B, M, dim, *grid); with residual=True the normalised change the loss sees
+    def baseline(self, features: torch.Tensor, gravity=None) -> torch.Tensor:
+        """What the network corrects (B, M, dim, *grid): the current velocity, plus, with the physics prior,
+        (gravity + external acceleration) times each sub-interval's mid-time, outside solids."""
+        d, m = self.spec.dim, self.spec.sub_intervals
+        velocity = features[:, N_MATERIALS : N_MATERIALS + d]
+        base = velocity[:, None].expand(-1, m, *velocity.shape[1:])
+        if not self.spec.physics_prior:
+            return base
+        g = torch.as_tensor(self.spec.gravity if gravity is None else gravity, dtype=features.dtype)
+        accel = features[:, N_MATERIALS + d + 1 : N_MATERIALS + 2 * d + 1] + g.view(1, d, *([1] * d))
+        fluid = 1.0 - features[:, N_MATERIALS + d : N_MATERIALS + d + 1]  # no push into walls
+        times = (torch.arange(m, dtype=features.dtype) + 0.5) * self.spec.frame_dt / m
+        return base + times.view(1, m, 1, *([1] * d)) * (accel * fluid)[:, None]
+
+    def forward(self, features: torch.Tensor, residual: bool = False, gravity=None) -> torch.Tensor:
+        """Grid velocities (B, M, dim, *grid); with residual=True the normalised correction the loss sees
         (going through forward keeps DDP's gradient hooks in play)."""
         if residual:
             return self.residual(features)
         d, m = self.spec.dim, self.spec.sub_intervals
-        velocity = features[:, N_MATERIALS : N_MATERIALS + d]
         change = self.residual(features) * self.spec.dv_scale
-        return velocity[:, None] + change.reshape(change.shape[0], m, d, *change.shape[2:])
+        return self.baseline(features, gravity) + change.reshape(change.shape[0], m, d, *change.shape[2:])
 
 
 def save_weights(model: GridStepper, path: Path, metadata: dict) -> None:
     """Weights as safetensors; the spec and provenance as JSON beside them (path with .json)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
-        str(tmp),
-        metadata={"spec": json.dumps(asdict(model.spec))},
-    )
-    tmp.replace(path)
+    with atomic_path(path, ".safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
+                  metadata={"spec": json.dumps(asdict(model.spec))})
     meta = {**metadata, "spec": asdict(model.spec)}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
 

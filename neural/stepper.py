@@ -95,7 +95,8 @@ class NeuralStepper:
         grid = self.grid_for(solver)
         features = self.features(solver, grid)
         t1 = time.perf_counter()
-        velocities = self.model(features[None])[0]  # (M, dim, *grid)
+        gravity = solver.gravity.to_numpy().astype(np.float32)
+        velocities = self.model(features[None], gravity=gravity)[0]  # (M, dim, *grid)
         t2 = time.perf_counter()
         order = (0, *range(2, 2 + grid.dim), 1)
         out = velocities.permute(order).contiguous().numpy()
@@ -107,7 +108,10 @@ class NeuralStepper:
         if not np.isfinite(velocities).all():
             raise NonFiniteError(solver.frame + 1, int((~np.isfinite(velocities)).sum()))
         t = time.perf_counter()
-        stats = solver.advect_frame(velocities, self.spec.h, PAD)
+        # The particles keep the velocity at the frame's end (extrapolated from the last two averages),
+        # which is what the network was trained to read at the next frame's start.
+        end = 1.5 * velocities[-1] - 0.5 * velocities[-2] if len(velocities) > 1 else velocities[-1]
+        stats = solver.advect_frame(velocities, self.spec.h, PAD, end_velocity=end)
         split["advect"] = (time.perf_counter() - t) * 1e3
         return StepReport(
             "neural", (time.perf_counter() - start) * 1e3, split, weights=self.weights, stats=stats

@@ -6,6 +6,7 @@ Runs under plain python or torchrun (DDP: gloo on the CPU, nccl on a GPU); rank 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -42,6 +43,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     max_trajectories: int | None = None
     holdout: int = 4  # trajectories kept out of training, for the validation loss
+    physics_prior: bool = True
 
 
 class Shards:
@@ -69,10 +71,11 @@ class Shards:
         return f, y
 
 
-def fit_scales(shards: Shards, dim: int, sub_intervals: int) -> dict[str, float]:
-    """Normalisation scales from the data: RMS velocity, acceleration and per-frame velocity change."""
+def fit_scales(shards: Shards, spec: ModelSpec) -> dict[str, float]:
+    """Normalisation scales from the data: RMS velocity, acceleration, and what the network must correct."""
     v, a, dv = [], [], []
-    k = N_MATERIALS
+    k, dim = N_MATERIALS, spec.dim
+    probe = GridStepper(spec)
     for features, targets in zip(shards.features[:32], shards.targets[:32]):
         f, y = features[::5].float(), targets[::5].float()
         mass = f[:, :k].sum(1, keepdim=True) > 0
@@ -80,7 +83,7 @@ def fit_scales(shards: Shards, dim: int, sub_intervals: int) -> dict[str, float]
         v.append(vel.masked_select(mass.expand_as(vel)))
         acc = f[:, k + dim + 1 : k + 2 * dim + 1]
         a.append(acc[acc != 0])
-        change = y.reshape(y.shape[0], sub_intervals, dim, *y.shape[2:]) - vel[:, None]
+        change = y.reshape(y.shape[0], spec.sub_intervals, dim, *y.shape[2:]) - probe.baseline(f)
         dv.append(change.masked_select(mass[:, None].expand_as(change)))
     rms = lambda xs, floor: max(float(torch.cat(xs).pow(2).mean().sqrt()) if xs else floor, floor)  # noqa: E731
     return {"v_scale": rms(v, 0.1), "a_scale": rms(a, 1.0), "dv_scale": rms(dv, 0.01)}
@@ -89,11 +92,8 @@ def fit_scales(shards: Shards, dim: int, sub_intervals: int) -> dict[str, float]
 def masked_loss(net, spec: ModelSpec, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """MSE of the normalised velocity change on nodes that carry mass (empty nodes move nothing).
     `net` is the GridStepper or its DDP wrapper."""
-    velocity = features[:, N_MATERIALS : N_MATERIALS + spec.dim]
-    want = (
-        targets.reshape(targets.shape[0], spec.sub_intervals, spec.dim, *targets.shape[2:])
-        - velocity[:, None]
-    )
+    base = (net.module if hasattr(net, "module") else net).baseline(features)
+    want = targets.reshape(targets.shape[0], spec.sub_intervals, spec.dim, *targets.shape[2:]) - base
     want = want.reshape(targets.shape) / spec.dv_scale
     mask = (features[:, :N_MATERIALS].sum(1, keepdim=True) > 0).float()
     error = (net(features, residual=True) - want) ** 2 * mask
@@ -141,7 +141,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     materials = sorted(
         {MATERIALS[int(m)] for p in shards.paths[:16] for m in np.unique(np.load(p)["material"])}
     )
-    scales = fit_scales(shards, dim, meta0["sub_intervals"])
     spec = ModelSpec(
         family=cfg.family,
         dim=dim,
@@ -150,8 +149,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         sub_intervals=meta0["sub_intervals"],
         materials=materials,
         obstacles="ramps" in cfg.family,
-        **scales,
+        physics_prior=cfg.physics_prior,
+        gravity=meta0.get("gravity", [0.0, -9.81][:dim]),
     )
+    spec = dataclasses.replace(spec, **fit_scales(shards, spec))
     model = GridStepper(spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
     schedule = lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s / cfg.steps, 1.0)))  # noqa: E731

@@ -501,21 +501,31 @@ class MPMSolver:
         self._emit(stats)
         return stats
 
-    def advect_frame(self, velocities: np.ndarray, h: float, pad: int) -> StepStats:
+    def advect_frame(
+        self, velocities: np.ndarray, h: float, pad: int, end_velocity: np.ndarray | None = None
+    ) -> StepStats:
         """Advance one frame through given grid velocities instead of solving: the learned stepper's path.
 
         `velocities` (M, *grid, dim) holds M equal sub-intervals of the frame on a grid of spacing `h`
         whose node i sits at (i - pad) * h. Each sub-interval moves particles with the B-spline gather
         of g2p (APIC velocity and affine C), updates F or J with each material's return mapping, and
         keeps particles out of colliders and inside the domain, exactly as g2p does; so the solver can
-        continue from the result with no conversion."""
+        continue from the result with no conversion.
+
+        Sub-interval velocities are averages over each part of the frame; `end_velocity` (*grid, dim), when
+        given, is the velocity at the frame's end, which the particles keep (v and C) without moving."""
         velocities = np.ascontiguousarray(velocities, dtype=np.float32)
         if velocities.ndim != self.dim + 2 or velocities.shape[-1] != self.dim:
             raise ValueError(f"velocities must be (M, *grid, {self.dim}), got {velocities.shape}")
-        sub_dt = self.config.frame_dt / velocities.shape[0]
+        steps = velocities.shape[0]
+        if end_velocity is not None:
+            velocities = np.ascontiguousarray(
+                np.concatenate([velocities, end_velocity[None]]), dtype=np.float32
+            )
+        sub_dt = self.config.frame_dt / steps
         self.counters.fill(0)
         for m in range(velocities.shape[0]):
-            self._advect(velocities, m, sub_dt, 1.0 / h, float(pad))
+            self._advect(velocities, m, sub_dt if m < steps else 0.0, 1.0 / h, float(pad))
         self.time += self.config.frame_dt
         return self._finish_frame(0)
 
