@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -147,7 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_trajectories=args.max_trajectories,
     )
     result = train(cfg)
-    print(f"wrote {out}: {result}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
+        print(f"wrote {out}: {result}")
     return 0
 
 
