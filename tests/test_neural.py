@@ -181,3 +181,19 @@ def test_hybrid_dam_break_rollout_stays_finite_inside_and_close():
     assert np.mean(errors) < 0.15, np.mean(errors)
     reference.close()
     hybrid.close()
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped weights yet")
+def test_brush_far_outside_training_range_is_caught_by_the_guard():
+    """Training brushes reach 150 m/s^2; 1e5 must make the guard hand the frame to the solver."""
+    from sim.solver import Brush
+
+    scene = load_scene("dam_break", {"grid": 64})
+    stepper, _ = make_stepper("hybrid", scene)
+    solver = build_solver(scene)
+    solver.set_brushes([Brush((0.07, 0.1), 0.1, 1e5, (1.0, 0.0))])
+    report = stepper.advance(solver)
+    assert report.path == "fallback", report.guard
+    x = solver.positions()
+    assert np.isfinite(x).all() and (x >= 0).all() and (x <= np.asarray(scene.size)).all()
+    solver.close()
