@@ -84,8 +84,8 @@ class Broken(GridStepper):
         super().__init__(spec)
         self.failure = failure
 
-    def forward(self, features, residual=False):
-        out = super().forward(features, residual)
+    def forward(self, features, residual=False, gravity=None):
+        out = super().forward(features, residual, gravity)
         return out * float("nan") if self.failure == "nan" else out * 0 + 1e3
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 
 import numpy as np
-from OpenGL import GL
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QMouseEvent, QSurfaceFormat, QWheelEvent
+from PySide6.QtGui import QImage, QMouseEvent, QSurfaceFormat, QWheelEvent
 from PySide6.QtOpenGLWidgets import QOpenGLWidget
 
 from app.gui.errors import guarded
@@ -64,9 +62,7 @@ class Viewport(QOpenGLWidget):
         self.draw_scale = 1.0
         self.hud = ""
         self.render_ms = 0.0
-        self.capture: Callable[[np.ndarray], None] | None = None  # gets each new frame's pixels (recording)
         self.renderer: Renderer | None = None
-        self._captured_frame = -1
         self._view: FrameView | None = None
         self._centroid: np.ndarray | None = None
         self._nav: tuple[str, QPointF] | None = None  # a camera drag in progress: (kind, last position)
@@ -151,17 +147,15 @@ class Viewport(QOpenGLWidget):
         w, h = mapping.width, mapping.height
         pan_zoom = self.pan_zoom.matrix(view.size, w, h) if view.dim == 2 else None
         self.renderer.render(view, w, h, self.camera, pan_zoom_2d=pan_zoom)
-        if self.capture is not None and self.session.frame != self._captured_frame:
-            self._captured_frame = self.session.frame
-            self.capture(self._read_rgb(w, h))
         self.render_ms = (time.perf_counter() - started) * 1e3
 
-    def _read_rgb(self, w: int, h: int) -> np.ndarray:
-        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self.defaultFramebufferObject())
-        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
-        pixels = np.empty((h, w, 3), np.uint8)
-        GL.glReadPixels(0, 0, w, h, GL.GL_RGB, GL.GL_UNSIGNED_BYTE, pixels)
-        return np.ascontiguousarray(pixels[::-1])  # GL's row 0 is the bottom
+    def grab_rgb(self) -> np.ndarray:
+        """Render the current frame now and return its pixels (H, W, 3). Synchronous, whatever the paint
+        events do: a recording needs exactly one image per simulation frame."""
+        image = self.grabFramebuffer().convertToFormat(QImage.Format.Format_RGB888)
+        w, h = image.width(), image.height()
+        rows = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes()).reshape(h, -1)
+        return rows[:, : w * 3].reshape(h, w, 3).copy()
 
     # ------------------------------------------------------------------------------------- mouse
     def _navigation(self, event: QMouseEvent) -> str | None:

@@ -179,7 +179,7 @@ class MainWindow(QMainWindow):
     def _on_ticked(self, report: FrameReport) -> None:
         self.viewport.invalidate()
         if self.recording is not None:
-            self.viewport.repaint()  # paint now, so that every frame reaches the video
+            self._capture_frame(self.viewport.grab_rgb())  # every simulation frame reaches the video
         for message in report.messages:
             self._notice(message)
         if self._notice_after_tick and not report.error:
@@ -392,7 +392,6 @@ class MainWindow(QMainWindow):
         w, h = self.viewport.framebuffer_size()
         fps = max(1.0, round(1.0 / self.session.scene.frame_dt))
         self.recording = LiveRecording(Path(path), w, h, fps)
-        self.viewport.capture = self._capture_frame
         self.rec_label.setText("● REC 0")
         self.rec_label.show()
         self._sync_record_action()
@@ -401,7 +400,6 @@ class MainWindow(QMainWindow):
     @guarded
     def stop_recording(self) -> None:
         recording, self.recording = self.recording, None
-        self.viewport.capture = None
         self.rec_label.hide()
         self._sync_record_action()
         if recording is not None:
