@@ -218,6 +218,11 @@ class Session:
         water_c = self.scene.sound_speed or self.solver.config.water_sound_speed
         slot = self.solver.add_material(resolve(MATERIAL_NAMES[material], {}, water_c))
         self.stop_pour(name)
+        trained_on = getattr(getattr(self.stepper, "neural", self.stepper), "spec", None)
+        if trained_on is not None and material not in trained_on.materials:
+            # Weights never saw this material: their frames would be garbage, so the solver takes over.
+            self.mode_message = f"numerical: the {trained_on.family} weights were not trained on {material}"
+            self.stepper, self.mode = NumericalStepper(), "numerical"
         center = np.clip(np.asarray(center, float), radius, np.asarray(self.scene.size) - radius)
         emitter = Emitter(
             slot,

@@ -234,3 +234,13 @@ def test_blown_up_frame_is_undone_and_reported(small_scene):
     assert report.error and "non-finite" in report.error
     np.testing.assert_array_equal(session.solver.positions(), before)
     session.close()
+
+
+def test_pouring_a_material_the_weights_never_saw_switches_to_the_solver():
+    session = Session("dam_break", overrides={"grid": 32}, mode="hybrid")
+    if session.mode != "hybrid":
+        pytest.skip(session.mode_message)  # no shipped weights fit
+    session.pour((0.3, 0.4), 0.03, (0.0, -1.0), material="sand")
+    assert session.mode == "numerical" and "sand" in session.mode_message
+    assert session.tick().path == "numerical"
+    session.close()
