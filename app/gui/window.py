@@ -178,6 +178,9 @@ class MainWindow(QMainWindow):
     @guarded
     def _on_ticked(self, report: FrameReport) -> None:
         self.viewport.invalidate()
+        if not self.panel.mode_buttons[self.session.mode].isChecked():  # the session changed its stepper
+            self.panel.sync(self.session)
+            self._notice(self.session.mode_message)
         if self.recording is not None:
             self._capture_frame(self.viewport.grab_rgb())  # every simulation frame reaches the video
         for message in report.messages:
