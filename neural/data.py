@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from neural.families import DOMAIN, FAMILY_DIM, FRAME_DT, random_scene
+from neural.families import DOMAIN, FAMILY_DIM, FAMILY_MAX_SPEED, FRAME_DT, random_scene
 from neural.grid import ModelGrid, frame_features, mass_weighted, velocity_of
 from sim.atomic import atomic_path
 
@@ -97,7 +97,7 @@ def _family_solver(family: str):
     scene = parse_scene(random_scene(family, np.random.default_rng(0)), f"<{family}>")
     config = solver_config(scene, CAPACITY)
     # One sound speed and dt for the whole family: the fastest flow any of its scenes can reach.
-    config.max_speed = math.sqrt(2 * 9.81 * DOMAIN + 2 * 1.5**2)
+    config.max_speed = FAMILY_MAX_SPEED
     solver = MPMSolver(config)
     from sim.materials import Material, resolve
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neural.catalog import make_stepper
 from neural.data import _family_solver, _seed_trajectory
+from neural.families import FAMILY_MAX_SPEED
 from neural.grid import PAD, ModelGrid, p2g
 from neural.guard import Guard
 from neural.model import load_weights
@@ -110,14 +110,8 @@ def _lowres_solver(family: str, grid: int, ppc: int):
     raw = random_scene(family, np.random.default_rng(0))
     raw["scene"].update(grid=grid, particles_per_cell=ppc)
     config = solver_config(parse_scene(raw, "<lowres>"), 60_000)
-    config.max_speed = _family_solver_speed()
+    config.max_speed = FAMILY_MAX_SPEED
     return MPMSolver(config)
-
-
-def _family_solver_speed() -> float:
-    from neural.data import DOMAIN
-
-    return float(np.sqrt(2 * 9.81 * DOMAIN + 2 * 1.5**2))
 
 
 def guard_quality(solver, learned: NeuralStepper, guard: Guard, reference_snapshots, masses, size) -> dict:
@@ -295,7 +289,3 @@ def _plot(curves, ms, summary, folder: Path, family: str) -> None:
     fig.tight_layout()
     fig.savefig(folder / f"{family}_error_vs_cost.png")
     plt.close(fig)
-
-
-def stepper_for_scene(mode: str, scene, model: str | None = None):
-    return make_stepper(mode, scene, model)

@@ -12,6 +12,9 @@ FAMILY_DIM = {"water2d": 2, "water_ramps2d": 2, "sand_ramps2d": 2, "water_sand2d
 DOMAIN = 1.0
 SOLVER_GRID = 64  # the family's full-resolution MPM: 1/64 m cells
 FRAME_DT = 1.0 / 60.0
+MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
+# The fastest flow any scene of a family can reach: one sound speed and dt for the whole dataset.
+FAMILY_MAX_SPEED = (2 * 9.81 * DOMAIN + 2 * MAX_INITIAL_SPEED**2) ** 0.5
 
 
 def _block(rng, size_range, lo_y=0.0, taken=()) -> tuple[list[float], list[float]] | None:
@@ -94,8 +97,10 @@ def random_scene(family: str, rng: np.random.Generator) -> dict:
             "shape": "box",
             "min": block[0],
             "max": block[1],
-            "velocity": [float(v) for v in rng.uniform(-1.5, 1.5, 2)] if material == "water" else [0.0, 0.0],
+            "velocity": [0.0, 0.0],
         }
+        if material == "water":
+            body["velocity"] = [float(v) for v in rng.uniform(-MAX_INITIAL_SPEED, MAX_INITIAL_SPEED, 2)]
         if material == "sand":
             body["friction_angle"] = float(rng.uniform(25, 40))
         bodies.append(body)

@@ -84,24 +84,10 @@ def p2g(x: torch.Tensor, values: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
     return out.T.reshape(k, *grid.shape)
 
 
-def interpolate(field: torch.Tensor, x: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
-    """Gather a grid field (K, *shape) at particles with B-spline weights (as g2p): returns (N, K)."""
-    index, weight = _stencil(x, grid)
-    flat = field.reshape(field.shape[0], -1)
-    return (flat[:, index] * weight[None]).sum(-1).T
-
-
 def mass_weighted(x, mass, per_particle, grid: ModelGrid) -> torch.Tensor:
     """Mass-weighted grid average of a per-particle vector (N, K): (K, *shape), zero where no mass."""
     weighted = p2g(x, torch.cat([mass[:, None], mass[:, None] * per_particle], dim=1), grid)
     return weighted[1:] / weighted[0].clamp_min(1e-20) * (weighted[0] > 0)
-
-
-def volume_fractions(x, volume, material, grid: ModelGrid) -> torch.Tensor:
-    """Particle volume per cell volume for each material (4, *shape): 1 is a full cell of any material.
-    Volume rather than mass keeps the channels independent of the materials' densities."""
-    one_hot = torch.nn.functional.one_hot(material.long(), N_MATERIALS).to(x.dtype)
-    return p2g(x, one_hot * (volume / grid.h**grid.dim)[:, None], grid)
 
 
 def frame_features(
