@@ -95,6 +95,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         color=args.color,
         script=args.script,
         seed=args.seed,
+        mode=args.mode,
+        model=args.model,
+        control_model=args.control_model,
     )
     if result.interrupted:
         print(f"sluice: interrupted after {result.frames} frames; {args.out} holds them", file=sys.stderr)
@@ -121,6 +124,22 @@ def cmd_datagen(args: argparse.Namespace) -> int:
         DatagenConfig(args.family, args.trajectories, args.frames, args.out, args.seed, args.workers)
     )
     print(f"{len(shards)} shards in {args.out}")
+    return 0
+
+
+def cmd_datagen_control(args: argparse.Namespace) -> int:
+    from control.data import KINDS, ControlDatagenConfig, datagen_control, replay_report
+
+    if args.kind not in KINDS:
+        raise UserError(f"unknown label kind {args.kind!r}; choose one of {', '.join(KINDS)}")
+    if args.states < 1 or args.replay < 0:
+        raise UserError("--states must be at least 1 and --replay at least 0")
+    out = args.out or Path("data") / "control" / f"{args.family}_{args.kind}"
+    shards = datagen_control(ControlDatagenConfig(args.family, args.states, out, args.kind, args.seed))
+    print(f"{len(shards)} shards in {out}")
+    if args.replay:
+        report = replay_report(shards[: args.replay])
+        print(json.dumps(report))
     return 0
 
 
@@ -153,6 +172,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_control(args: argparse.Namespace) -> int:
+    from control.train import ControlTrainConfig, train_control
+
+    data = args.data or Path("data") / "control" / f"{args.family}_physical"
+    out = args.out or Path("assets") / "control" / f"{args.family}.safetensors"
+    run_dir = args.run_dir or Path("runs") / "control" / args.family
+    if not data.is_dir():
+        raise UserError(
+            f"{data}: no dataset; run `python main.py datagen-control --family {args.family}` first"
+        )
+    if args.steps < 1 or args.batch < 1:
+        raise UserError("--steps and --batch must be at least 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cfg = ControlTrainConfig(
+        args.family, data, out, run_dir, steps=args.steps, batch=args.batch, lr=args.lr, resume=args.resume
+    )
+    print(f"wrote {out}: {train_control(cfg)}")
+    return 0
+
+
 def _weights_path(family: str, model: str | None) -> Path:
     path = Path(model) if model else Path("assets") / "models" / f"{family}.safetensors"
     if not path.is_file():
@@ -171,6 +213,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.what == "control":
+        return _eval_control(args)
     from neural.evaluate import evaluate
     from sim.arch import init_taichi
     from sim.bench import print_table, record, write_json
@@ -203,6 +247,67 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_control(args: argparse.Namespace) -> int:
+    from control.controller import choose_controller
+    from control.evaluate import Budget, evaluate_control, load_cases
+    from neural.families import FAMILY_DIM
+    from sim.arch import init_taichi
+    from sim.bench import print_table, record, write_json
+
+    if args.family not in FAMILY_DIM:
+        raise UserError(f"unknown family {args.family!r}; choose one of {', '.join(FAMILY_DIM)}")
+    path = Path(args.model) if args.model else Path("assets") / "control" / f"{args.family}.safetensors"
+    if args.model and path.suffix != ".safetensors":
+        path = choose_controller(None, args.model).path
+    if not path.is_file():
+        raise UserError(
+            f"{path}: no weights; train them with `python main.py train-control --family {args.family}`"
+        )
+    cases = load_cases(args.cases) if args.cases else None
+    init_taichi("cpu")
+    budget = Budget(oracle_iterations=args.oracle_iterations)
+    summary, results = evaluate_control(
+        args.family,
+        path,
+        cases,
+        generated=args.generated,
+        drawn=args.drawn,
+        budget=budget,
+        plots=Path("docs") / "eval",
+    )
+    f = args.family
+    records = [
+        record(f"control.{f}.score.{m}", summary[m]["score"], "")
+        for m in ("none", "constant", "ours", "oracle")
+    ]
+    records += [
+        record(
+            f"control.{f}.vs_constant.error_ratio", summary["vs_constant_error_ratio"], "x", target="<= 0.7"
+        ),
+        record(
+            f"control.{f}.vs_oracle.improvement_share",
+            summary["vs_oracle_improvement_share"],
+            "x",
+            target=">= 0.8",
+        ),
+        record(f"control.{f}.plan_ms", summary["plan_ms"]["mean"], "ms", target="<= 50"),
+        record(f"control.{f}.oracle.seconds_per_case", summary["oracle"]["seconds"], "s"),
+        record(f"control.{f}.constant.seconds_per_case", summary["constant"]["seconds"], "s"),
+    ]
+    for kind, key in (("path", "centroid_error"), ("region", "inside_fraction")):
+        for method, value in summary.get(kind, {}).items():
+            records.append(record(f"control.{f}.{kind}.{key}.{method}", value, "m" if kind == "path" else ""))
+    print_table(records)
+    for skipped in summary["skipped"]:
+        print(f"skipped {skipped['name']}: {skipped['skipped']}")
+    if args.json:
+        write_json(records, args.json)
+        Path(args.json).with_suffix(f".control_{f}.report.json").write_text(
+            json.dumps({"summary": summary, "cases": results}, indent=1, default=str) + "\n"
+        )
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from sim.arch import init_taichi
     from sim.bench import run_benchmarks
@@ -213,6 +318,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from app.gui.bench import gui_records as suite
     elif args.suite == "neural":
         from neural.bench import neural_records as suite
+    elif args.suite == "control":
+        from control.bench import control_records as suite
     else:
         from sim.bench import sim_records as suite
     arch = init_taichi(args.arch)
@@ -307,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
     _add_mode_options(p)
+    p.add_argument("--control-model", default=None, help="sketch controller NAME (in assets/control) or PATH")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("datagen", help="simulate random scenes of a family into training shards")
@@ -317,6 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_datagen)
+
+    p = sub.add_parser(
+        "datagen-control", help="reverse-modelling examples (state, sketch, force field) for the controller"
+    )
+    p.add_argument("--family", required=True)
+    p.add_argument("--states", type=int, required=True, help="initial states (3 windows each)")
+    p.add_argument("--kind", default="physical", help="physical (replayed labels) or published (kinematic)")
+    p.add_argument("--out", type=Path, default=None, help="default data/control/FAMILY_KIND")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replay", type=int, default=0, help="replay the labels of the first N shards and report")
+    p.set_defaults(func=cmd_datagen_control)
 
     p = sub.add_parser("screenshot", help="open the window, play a scene and save a PNG of the whole window")
     p.add_argument("--out", type=Path, default=Path("docs/screenshot.png"))
@@ -342,6 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("train-control", help="train the sketch-to-force diffusion controller on a family")
+    p.add_argument("--family", required=True)
+    p.add_argument("--data", type=Path, default=None, help="default data/control/FAMILY_physical")
+    p.add_argument("--out", type=Path, default=None, help="default assets/control/FAMILY.safetensors")
+    p.add_argument("--run-dir", type=Path, default=None, help="default runs/control/FAMILY")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_train_control)
+
     p = sub.add_parser("calibrate", help="guard thresholds from the solver's own statistics")
     p.add_argument("--family", required=True)
     p.add_argument("--model", default=None, help="weights path (default assets/models/FAMILY.safetensors)")
@@ -350,11 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("eval", help="evaluate a learned model on held-out initial conditions")
-    p.add_argument("what", choices=["neural"])
+    p.add_argument("what", choices=["neural", "control"])
     p.add_argument("--family", required=True)
     p.add_argument("--model", default=None, help="weights path (default assets/models/FAMILY.safetensors)")
-    p.add_argument("--rollouts", type=int, default=4)
-    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--rollouts", type=int, default=4, help="neural: held-out rollouts")
+    p.add_argument("--frames", type=int, default=100, help="neural: frames per rollout")
+    p.add_argument(
+        "--cases", type=Path, default=None, help="control: a case file (default: generated + drawn)"
+    )
+    p.add_argument("--generated", type=int, default=6, help="control: held-out generated cases")
+    p.add_argument("--drawn", type=int, default=6, help="control: hand-drawn cases from assets/control")
+    p.add_argument("--oracle-iterations", type=int, default=3, help="control: the oracle's search iterations")
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(func=cmd_eval)
 
@@ -363,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="sim",
-        choices=["sim", "render", "neural", "gui"],
+        choices=["sim", "render", "neural", "gui", "control"],
         help="which suite to run",
     )
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the records")

@@ -162,6 +162,7 @@ def record(
     progress: bool = True,
     mode: str = "numerical",
     model: str | None = None,
+    control_model: str | None = None,
 ) -> RecordResult:
     """Simulate and record `frames` frames. Validates everything (output, size, script, scene) first."""
     if frames < 1:
@@ -170,7 +171,7 @@ def record(
         raise RecordError("--fps must be positive")
     width, height = parse_size(size)
     kind = output_kind(out)
-    session = Session(scene, seed=seed, mode=mode, model=model)
+    session = Session(scene, seed=seed, mode=mode, model=model, control_model=control_model)
     if mode != "numerical":
         print(f"[sluice] stepper: {session.mode_message}", file=sys.stderr)
     try:

@@ -2,7 +2,8 @@
 
 [[action]]
 frame = 30            # the tick before which the action happens (0 = before the first frame)
-type = "brush"        # brush | pour | stop_pour | erase | obstacle | remove_obstacle | reset
+type = "brush"        # brush | pour | stop_pour | erase | obstacle | remove_obstacle | reset | sketch
+                      # | clear_sketch
 ...                   # the keys of that type (see ACTION_KEYS and the README)
 """
 
@@ -22,6 +23,8 @@ ACTION_KEYS: dict[str, set[str]] = {
     "obstacle": {"shape", "boundary", "friction"} | set().union(*OBSTACLE_SHAPES.values()),
     "remove_obstacle": {"index"},
     "reset": set(),
+    "sketch": {"strokes", "window"},
+    "clear_sketch": set(),
 }
 BRUSH_MODES = ("push", "attract", "repel")
 
@@ -53,6 +56,14 @@ def parse_script(raw: dict, source: str, dim: int) -> list[Action]:
     except SceneError as e:
         raise ScriptError(str(e)) from None
     return sorted(actions, key=lambda a: a.frame)
+
+
+def _is_point(p) -> bool:
+    return (
+        isinstance(p, list)
+        and len(p) == 2
+        and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p)
+    )
 
 
 def _parse_action(source: str, where: str, table: Any, dim: int) -> Action:
@@ -93,4 +104,11 @@ def _parse_action(source: str, where: str, table: Any, dim: int) -> Action:
         args = {"description": {k: v for k, v in table.items() if k not in ("frame", "type")}}
     elif kind == "remove_obstacle":
         args = {"index": r.integer("index", minimum=0)}
+    elif kind == "sketch":
+        strokes = table.get("strokes")
+        if not isinstance(strokes, list) or not all(
+            isinstance(s, list) and all(_is_point(p) for p in s) for s in strokes
+        ):
+            r.fail("strokes", "must be a list of strokes, each a list of [x, y] points")
+        args = {"strokes": strokes, "window": r.integer("window", 40, minimum=1)}
     return Action(frame, kind, args)

@@ -14,6 +14,9 @@ import numpy as np
 
 from app.render.view import FrameView
 from app.script import Action
+from control.condition import control_grid
+from control.controller import DEFAULT_WINDOW, ClosedLoop, Controller, load_for_scene
+from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
 from neural.stepper import NumericalStepper
 from sim import state as state_io
@@ -60,6 +63,8 @@ class Session:
         seed: int | None = None,
         mode: str = "numerical",
         model: str | None = None,
+        control_model: str | None = None,
+        plan_async: bool = False,
     ):
         if seed is not None:
             overrides = {**(overrides or {}), "seed": seed}
@@ -78,6 +83,11 @@ class Session:
         self.last_report: FrameReport | None = None
         self.fallback_rate = 0.0
         self.quality = 1.0  # substep multiplier (set_quality)
+        # Sketch control: plans block the frame unless plan_async (the GUI), so recordings reproduce.
+        self.control_model, self.plan_async = control_model, plan_async
+        self._controller: tuple[Controller | None, str] | None = None
+        self.sketched: Sketch | None = None
+        self.control: ClosedLoop | None = None
 
     # ------------------------------------------------------------------------------------- stepping
     @property
@@ -93,6 +103,8 @@ class Session:
         for action in [a for a in self.script if a.frame == self.frame]:
             self.apply(action)
         self.solver.set_brushes([b.brush for b in self._brushes])
+        if self.control is not None:
+            self.control.before_frame(self.solver)
         start_state = state_io.snapshot(self.solver)
         started = time.perf_counter()
         try:
@@ -264,8 +276,50 @@ class Session:
             raise IndexError(f"no obstacle {index}")
         return self.solver.remove_collider(index)
 
+    # ------------------------------------------------------------------------------ sketch control
+    def sketch(self, strokes, window_frames: int = DEFAULT_WINDOW) -> list[str]:
+        """Steer the fluid toward freehand strokes (lists of points in metres) for `window_frames` frames:
+        an open stroke moves the fluid along it, a closed one gathers it inside. Returns messages; a
+        degenerate sketch, or a scene no controller fits, is a no-op with the reason."""
+        if self.dim != 2:
+            return ["sketch control needs a 2D scene"]
+        if window_frames < 1:
+            return ["the control window must be at least one frame"]
+        _, h = control_grid(self.solver)
+        parsed = parse_sketch(strokes, self.scene.size, h)
+        if not parsed.ok:
+            return parsed.messages
+        if self._controller is None:
+            self._controller = load_for_scene(self.scene, self.control_model)
+        controller, reason = self._controller
+        if controller is None:
+            return parsed.messages + [reason]
+        self.clear_sketch()
+        self.sketched = parsed.sketch
+        self.control = ClosedLoop(
+            controller, parsed.sketch, window_frames, asynchronous=self.plan_async, seed=self.frame
+        )
+        return parsed.messages + [f"steering toward the sketch for {window_frames} frames ({reason})"]
+
+    def clear_sketch(self) -> None:
+        """Drop the sketch and its force field."""
+        if self.control is not None:
+            self.control.stop(self.solver)
+        self.control, self.sketched = None, None
+
+    def control_status(self) -> str:
+        return "" if self.control is None else self.control.status()
+
+    def sketch_strokes(self) -> list[np.ndarray]:
+        """The cleaned sketch as polylines (regions closed), for drawing."""
+        if self.sketched is None:
+            return []
+        regions = [np.concatenate([r, r[:1]]) for r in self.sketched.regions]
+        return [p.astype(np.float32) for p in self.sketched.paths + regions]
+
     def reset(self) -> None:
         """Back to the scene's initial state (obstacles added since are removed too)."""
+        self.clear_sketch()
         self._brushes.clear()
         self._pours.clear()
         state_io.restore(self.solver, self._initial)
@@ -296,6 +350,11 @@ class Session:
                 self.remove_obstacle(a["index"])
         elif action.kind == "reset":
             self.reset()
+        elif action.kind == "sketch":
+            for message in self.sketch(a["strokes"], a["window"]):
+                print(f"[sluice] frame {self.frame}: {message}")
+        elif action.kind == "clear_sketch":
+            self.clear_sketch()
 
     # ----------------------------------------------------------------------------------- state I/O
     def save(self, path: str | Path) -> Path:
@@ -303,9 +362,11 @@ class Session:
 
     def load(self, path: str | Path) -> None:
         state_io.load(self.solver, path)
+        self.clear_sketch()
         self.stepper.reset()
 
     def close(self) -> None:
+        self.clear_sketch()
         self.solver.close()
 
     # ------------------------------------------------------------------------------------- drawing
@@ -323,7 +384,7 @@ class Session:
             velocities=state["v"],
             particle_radius=self.particle_radius,
             obstacles=[c.describe() for c in self.solver.colliders],
-            strokes=list(strokes or []),
+            strokes=self.sketch_strokes() + list(strokes or []),
             force_arrows=self.force_arrows(),
             hud=hud,
             color_mode=color_mode,

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from neural.families import DOMAIN, FAMILY_DIM, FAMILY_MAX_SPEED, FRAME_DT, random_scene
 from neural.grid import ModelGrid, frame_features, mass_weighted, velocity_of
 from sim.atomic import atomic_path
+from sim.forcefield import upsample
 
 SUB_INTERVALS = 4  # grid velocity fields predicted per frame
 MODEL_H = DOMAIN / 64  # the learned grid's cell size (m)
@@ -73,16 +74,7 @@ class _Forces:
         elif self.kind == "field" and frame == self.start:
             keys, cells = self.solver.config.force_keys, self.solver.force_cells
             coarse = self.rng.normal(0.0, 9.81, (keys, 4, 4, 2))
-            # Bilinear upsampling of a 4x4 control net gives a smooth field on the solver's force grid.
-            axes = [np.linspace(0, 3, c) for c in cells]
-            i0 = [np.minimum(a.astype(int), 2) for a in axes]
-            f = [a - i for a, i in zip(axes, i0)]
-            fine = np.zeros((keys, *cells, 2), np.float32)
-            for di in (0, 1):
-                for dj in (0, 1):
-                    wx = (f[0] if di else 1 - f[0])[:, None]
-                    wy = (f[1] if dj else 1 - f[1])[None, :]
-                    fine += (wx * wy)[None, :, :, None] * coarse[:, i0[0] + di][:, :, i0[1] + dj]
+            fine = upsample(coarse, cells)
             t0 = self.solver.time
             self.solver.set_force_field(fine, t0, t0 + self.length * FRAME_DT)
         elif self.kind == "field" and frame == self.start + self.length:

@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 FAMILY_DIM = {"water2d": 2, "water_ramps2d": 2, "sand_ramps2d": 2, "water_sand2d": 2}
+FAMILY_MATERIALS = {
+    "water2d": ["water"],
+    "water_ramps2d": ["water"],
+    "sand_ramps2d": ["sand"],
+    "water_sand2d": ["water", "sand"],
+}
 DOMAIN = 1.0
 SOLVER_GRID = 64  # the family's full-resolution MPM: 1/64 m cells
 FRAME_DT = 1.0 / 60.0
@@ -74,12 +80,7 @@ def random_scene(family: str, rng: np.random.Generator) -> dict:
         )
     if family in ("water_ramps2d", "sand_ramps2d"):
         obstacles += _ramps(rng, int(rng.integers(1, 4))) + _boxes(rng, int(rng.integers(0, 3)))
-    materials = {
-        "water2d": ["water"],
-        "water_ramps2d": ["water"],
-        "sand_ramps2d": ["sand"],
-        "water_sand2d": ["water", "sand"],
-    }[family]
+    materials = FAMILY_MATERIALS[family]
     count = int(rng.integers(1, 4)) if family != "water_sand2d" else int(rng.integers(2, 4))
     bodies, taken = [], []
     for k in range(count):

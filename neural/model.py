@@ -130,38 +130,49 @@ class GridStepper(nn.Module):
         return self.baseline(features, gravity) + change.reshape(change.shape[0], m, d, *change.shape[2:])
 
 
-def save_weights(model: GridStepper, path: Path, metadata: dict) -> None:
-    """Weights as safetensors; the spec and provenance as JSON beside them (path with .json)."""
+def write_weights(module: nn.Module, spec, path: Path, metadata: dict) -> None:
+    """Weights as safetensors; the (dataclass) spec and provenance as JSON beside them (path with .json)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, ".safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
-                  metadata={"spec": json.dumps(asdict(model.spec))})
-    meta = {**metadata, "spec": asdict(model.spec)}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+        save_file(
+            {k: v.contiguous() for k, v in module.state_dict().items()},
+            str(tmp),
+            metadata={"spec": json.dumps(asdict(spec))},
+        )
+    meta = {**metadata, "spec": asdict(spec)}
+    with atomic_path(path.with_suffix(".json"), ".json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def save_weights(model: GridStepper, path: Path, metadata: dict) -> None:
+    write_weights(model, model.spec, path, metadata)
 
 
 class WeightsError(ValueError):
     """Weights that cannot be used: missing, corrupt or mismatched. The message says why in one line."""
 
 
-def load_weights(path: Path) -> GridStepper:
-    """Load through safetensors only (nothing in the file is executed). Raises WeightsError."""
+def read_weights(path: Path, spec_type, version: int):
+    """(spec, tensors) through safetensors only (nothing in the file is executed). Raises WeightsError."""
     path = Path(path)
     meta_path = path.with_suffix(".json")
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     try:
         meta = json.loads(meta_path.read_text())
-        spec = ModelSpec(**meta["spec"])
+        spec = spec_type(**meta["spec"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise WeightsError(f"{meta_path}: missing or unreadable metadata ({type(e).__name__}: {e})") from None
-    if spec.version != WEIGHTS_VERSION:
-        raise WeightsError(f"{path}: weights version {spec.version}, this sluice reads {WEIGHTS_VERSION}")
+    if spec.version != version:
+        raise WeightsError(f"{path}: weights version {spec.version}, this sluice reads {version}")
     try:
         tensors = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for truncated or corrupt files
         raise WeightsError(f"{path}: corrupt weights file ({e})") from None
-    model = GridStepper(spec)
+    return spec, tensors
+
+
+def load_state(model: nn.Module, tensors: dict, path: Path) -> None:
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
@@ -169,4 +180,11 @@ def load_weights(path: Path) -> GridStepper:
             f"{path}: weights do not match their metadata ({str(e).splitlines()[0]})"
         ) from None
     model.eval()
+
+
+def load_weights(path: Path) -> GridStepper:
+    """Load through safetensors only (nothing in the file is executed). Raises WeightsError."""
+    spec, tensors = read_weights(path, ModelSpec, WEIGHTS_VERSION)
+    model = GridStepper(spec)
+    load_state(model, tensors, path)
     return model

@@ -129,6 +129,70 @@ def _plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def optimise(model: torch.nn.Module, optimizer, loss: torch.Tensor, running: float | None) -> float:
+    """One clipped gradient step; returns the running (exponential) mean of the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    value = float(loss.detach())
+    return value if running is None else 0.98 * running + 0.02 * value
+
+
+def lr_schedule(step: int, steps: int) -> float:
+    """Linear warm-up over 200 steps, then cosine decay to zero."""
+    return min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
+
+
+def save_checkpoint(
+    run_dir: Path, model, optimizer, step: int, rows: list[dict], train_loss: float, val_loss, began: float
+) -> None:
+    """Log the step's losses into `rows`, then write the weights (safetensors), the optimizer state, the
+    loss log as CSV and its plot."""
+    rows.append(
+        {
+            "step": step,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "elapsed_s": time.time() - began,
+        }
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / "checkpoint.safetensors")
+    )
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, run_dir / "checkpoint.optim.pt")
+    with open(run_dir / "loss.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    _plot(rows, run_dir / "loss.png")
+
+
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer) -> tuple[int, list[dict]]:
+    """(step, loss rows) of the run's checkpoint, loaded into model and optimizer; (0, []) if none."""
+    ckpt = run_dir / "checkpoint.safetensors"
+    if not ckpt.exists():
+        return 0, []
+    model.load_state_dict(load_file(str(ckpt)))
+    state = torch.load(run_dir / "checkpoint.optim.pt", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    start = int(state["step"])
+    with open(run_dir / "loss.csv") as f:
+        rows = [{k: (None if v == "" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+    return start, [dict(r, step=int(r["step"])) for r in rows if r["step"] <= start]
+
+
+def provenance(rows: list[dict], run_dir: Path) -> dict:
+    return {
+        "command": " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "train_seconds": sum(r["elapsed_s"] for r in rows[-1:]),
+        "loss_curve": str(run_dir / "loss.csv"),
+    }
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     rank, world = _distributed()
     torch.manual_seed(cfg.seed + rank)
@@ -155,20 +219,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     spec = dataclasses.replace(spec, **fit_scales(shards, spec))
     model = GridStepper(spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
-    schedule = lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s / cfg.steps, 1.0)))  # noqa: E731
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt, ckpt_opt = cfg.run_dir / "checkpoint.safetensors", cfg.run_dir / "checkpoint.optim.pt"
-    log_path = cfg.run_dir / "loss.csv"
-    rows: list[dict] = []
-    start = 0
-    if cfg.resume and ckpt.exists():
-        model.load_state_dict(load_file(str(ckpt)))
-        state = torch.load(ckpt_opt, weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        with open(log_path) as f:
-            rows = [{k: (None if v == "" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
-        rows = [dict(r, step=int(r["step"])) for r in rows if r["step"] <= start]
+    start, rows = load_checkpoint(cfg.run_dir, model, optimizer) if cfg.resume else (0, [])
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     frames_per = [len(shards.features[t]) for t in range(len(shards))]
     bar = tqdm(
@@ -178,7 +229,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     running = None
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * schedule(step)
+            group["lr"] = cfg.lr * lr_schedule(step, cfg.steps)
         picks = [(t, int(rng.integers(frames_per[t]))) for t in rng.choice(train_ids, cfg.batch)]
         features, targets = shards.batch(picks)
         # Noise on the input velocities, with clean targets: the model learns to correct its own drift.
@@ -189,33 +240,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 cfg.noise * spec.v_scale * torch.randn_like(features[:, lo : lo + dim]) * mass
             )
         loss = masked_loss(ddp, spec, features, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        value = float(loss.detach())
-        running = value if running is None else 0.98 * running + 0.02 * value
+        running = optimise(model, optimizer, loss, running)
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
         last = step + 1 == cfg.steps
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or last):
             val = validation_loss(model, shards, range(holdout)) if holdout else None
-            rows.append(
-                {
-                    "step": step + 1,
-                    "train_loss": running,
-                    "val_loss": val,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "elapsed_s": time.time() - began,
-                }
-            )
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
-            torch.save({"optimizer": optimizer.state_dict(), "step": step + 1}, ckpt_opt)
-            with open(log_path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            _plot(rows, cfg.run_dir / "loss.png")
+            save_checkpoint(cfg.run_dir, model, optimizer, step + 1, rows, running, val, began)
     bar.close()
     result = {
         "steps": cfg.steps,
@@ -237,10 +268,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "lr": cfg.lr,
             "noise": cfg.noise,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "command": " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "train_seconds": sum(r["elapsed_s"] for r in rows[-1:]),
-            "loss_curve": str(log_path),
+            **provenance(rows, cfg.run_dir),
         }
         save_weights(model, cfg.out, metadata)
     if world > 1:

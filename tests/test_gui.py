@@ -235,7 +235,6 @@ def test_mode_and_colour_switches(block):
             assert reasons[mode] in block.statusBar().currentMessage()
     assert block.set_mode("numerical") and block.session.mode == "numerical"
     assert panel.mode_buttons["numerical"].isChecked()
-    assert not block.sketch_action.isEnabled() and "not built yet" in block.sketch_action.toolTip()
     panel.color_box.setCurrentIndex(panel.color_box.findData("speed"))
     assert block.viewport.color_mode == "speed" and block.viewport.frame_view().color_mode == "speed"
     block.step()
@@ -421,3 +420,35 @@ def test_keyboard_shortcuts_and_wheel_zoom(block, qtbot):
     assert abs(pixel(block, (0.3, 0.2)).x() - at.x()) <= 1  # zoomed about the cursor
     QTest.keyClick(block.viewport, Qt.Key.Key_Home)
     assert block.viewport.pan_zoom.zoom == 1.0
+
+
+def test_sketch_tool_draws_a_stroke_plans_off_the_frame_path_and_esc_clears(block, qtbot):
+    block.set_tool("sketch")
+    points = [(0.2, 0.3), (0.25, 0.31), (0.3, 0.32), (0.35, 0.31), (0.42, 0.3)]
+    press(block, points[0])
+    for p in points[1:]:
+        move(block, p)
+    release(block, points[-1])
+    session = block.session
+    assert session.sketched is not None and len(session.sketched.paths) == 1
+    assert session.control.asynchronous  # the GUI never waits for a plan
+
+    def applied():
+        block.step()
+        return session.solver.force_field() is not None
+
+    qtbot.waitUntil(applied, timeout=30000)
+    assert "sketch control active" in block.hud_text()
+    assert block.viewport.frame_view().force_arrows is not None  # the planned field, drawn as arrows
+    assert len(block.viewport.frame_view().strokes) == 1
+    QTest.keyClick(block.viewport, Qt.Key.Key_Escape)
+    assert session.sketched is None and session.solver.force_field() is None
+    assert "sketch cleared" in block.statusBar().currentMessage()
+
+
+def test_sketch_tool_degenerate_click_is_a_no_op_with_a_message(block):
+    block.set_tool("sketch")
+    press(block, (0.25, 0.3))
+    release(block, (0.25, 0.3))
+    assert block.session.sketched is None and block.session.solver.force_field() is None
+    assert "single point" in block.statusBar().currentMessage()

@@ -37,6 +37,8 @@ class ToolHost(Protocol):
     session: Session
     settings: ToolSettings
 
+    def notify(self, message: str) -> None: ...
+
 
 class Tool:
     """Base: a tool that does nothing. `overlay` returns polylines (K, dim) drawn over the scene."""
@@ -240,11 +242,58 @@ class CameraTool(Tool):
     navigates = True
 
 
+class SketchTool(Tool):
+    """Draw strokes: an open stroke moves the fluid along it, a closed loop gathers it inside. Each new
+    stroke joins the sketch and re-plans; Esc clears it."""
+
+    name, label, shortcut = "sketch", "Sketch", "K"
+    tip = "Sketch: draw a path to move the fluid along it, or a loop to gather it there. Esc clears."
+    shows_radius = False
+
+    def __init__(self, host):
+        super().__init__(host)
+        self.strokes: list[list[np.ndarray]] = []
+        self.current: list[np.ndarray] | None = None
+
+    def press(self, p, mods):
+        super().press(p, mods)
+        self.current = [np.asarray(p, float)]
+
+    def move(self, p, mods):
+        super().move(p, mods)
+        if self.held and self.current is not None:
+            self.current.append(np.asarray(p, float))
+
+    def release(self, p, mods):
+        super().release(p, mods)
+        if self.current is None:
+            return
+        self.current.append(np.asarray(p, float))
+        self.strokes.append(self.current)
+        self.current = None
+        messages = self.session.sketch([np.array(s) for s in self.strokes])
+        if self.session.sketched is None:  # nothing usable: keep only what the session kept (none)
+            self.strokes.clear()
+        for message in messages:
+            self.host.notify(message)
+
+    def clear(self) -> None:
+        self.strokes.clear()
+        self.current = None
+        self.session.clear_sketch()
+
+    def cancel(self) -> None:
+        self.current = None
+        super().cancel()
+
+    def overlay(self, mapping) -> list[np.ndarray]:
+        return [np.array(self.current, np.float32)] if self.current and len(self.current) > 1 else []
+
+
 def _box_edges(lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     edges = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7)]
     return [corners[[i, j]].astype(np.float32) for i, j in edges]
 
 
-TOOL_CLASSES: tuple[type[Tool], ...] = (PushTool, PourTool, EraseTool, ObstacleTool, CameraTool)
-SKETCH_REASON = "needs the sketch controller, which is not built yet"
+TOOL_CLASSES: tuple[type[Tool], ...] = (PushTool, PourTool, EraseTool, ObstacleTool, SketchTool, CameraTool)

@@ -46,6 +46,7 @@ def _mods(event) -> Modifiers:
 
 class Viewport(QOpenGLWidget):
     error = Signal(str)
+    notice = Signal(str)
 
     def __init__(self, session: Session, settings: ToolSettings, parent=None):
         super().__init__(parent)
@@ -71,6 +72,9 @@ class Viewport(QOpenGLWidget):
     # ------------------------------------------------------------------------------------- state
     def report_error(self, message: str) -> None:
         self.error.emit(message)
+
+    def notify(self, message: str) -> None:
+        self.notice.emit(message)
 
     def set_session(self, session: Session) -> None:
         for tool in self.tools.values():
@@ -140,7 +144,7 @@ class Viewport(QOpenGLWidget):
             self.renderer = Renderer()
         base = self.frame_view()
         mapping = self.mapping()
-        strokes = self.tool.overlay(mapping)  # the cursor circle, a drag preview
+        strokes = base.strokes + self.tool.overlay(mapping)  # the sketch; the cursor circle, a drag preview
         view = dataclasses.replace(
             base, strokes=strokes, hud=self.hud, particle_radius=base.particle_radius * self.draw_scale
         )

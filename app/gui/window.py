@@ -19,7 +19,7 @@ from app.gui.modes import MODES, available_modes
 from app.gui.panel import MATERIALS, OPEN_SCENE, Panel
 from app.gui.recording import LiveRecording
 from app.gui.scenes import open_session, scene_label
-from app.gui.tools import SKETCH_REASON, TOOL_CLASSES, ToolSettings
+from app.gui.tools import TOOL_CLASSES, ToolSettings
 from app.gui.viewport import Viewport
 from app.session import FrameReport, Session
 from sim.scene import builtin_scenes
@@ -43,6 +43,7 @@ class MainWindow(QMainWindow):
         self.settings = ToolSettings(radius=default_radius(self.session))
         self.viewport = Viewport(self.session, self.settings)
         self.viewport.error.connect(self.report_error)
+        self.viewport.notice.connect(self._notice)
         self.loop = SimLoop(lambda: self.session, self._before_tick, self)
         self.loop.ticked.connect(self._on_ticked)
         self.loop.failed.connect(self.report_error)
@@ -101,10 +102,7 @@ class MainWindow(QMainWindow):
             group.addAction(action)
             self.tool_actions[cls.name] = action
         self.tool_actions["push"].setChecked(True)
-        self.sketch_action = QAction("Sketch", self)
-        self.sketch_action.setEnabled(False)
-        self.sketch_action.setToolTip(f"Sketch: {SKETCH_REASON}")
-        self.sketch_action.setStatusTip(f"Sketch: {SKETCH_REASON}")
+        self._action("Clear sketch", self.clear_sketch, "Esc", "Clear the sketch and its force field")
         self.play_action = self._action("Pause", self.toggle_play, "Space", "Play / pause")
         self.step_action = self._action("Step", self.step, ".", "Advance one frame")
         self.reset_action = self._action("Reset", self.reset, "R", "Back to the scene's start")
@@ -123,10 +121,8 @@ class MainWindow(QMainWindow):
     def _build_toolbar(self) -> None:
         bar = QToolBar("Tools", self)
         bar.setMovable(False)
-        for name, action in self.tool_actions.items():
+        for action in self.tool_actions.values():
             bar.addAction(action)
-            if name == "obstacle":
-                bar.addAction(self.sketch_action)
         bar.addSeparator()
         for action in (self.play_action, self.step_action, self.reset_action):
             bar.addAction(action)
@@ -156,6 +152,8 @@ class MainWindow(QMainWindow):
             f"{s.solver.substeps} substeps",
             f"frame {s.frame}",
         ]
+        if s.control_status():
+            parts.append(s.control_status())
         if not self.loop.playing:
             parts.append("paused")
         return "  |  ".join(parts)
@@ -279,6 +277,14 @@ class MainWindow(QMainWindow):
         self.viewport.set_tool(name)
         self.tool_actions[name].setChecked(True)
         self._notice(type(self.viewport.tool).tip, 4000)
+
+    @guarded
+    def clear_sketch(self) -> None:
+        had = self.session.sketched is not None
+        self.viewport.tools["sketch"].clear()
+        self.viewport.update()
+        if had:
+            self._notice("sketch cleared", 3000)
 
     @guarded
     def set_material(self, material: str) -> None:

@@ -1,0 +1,194 @@
+"""The runtime controller: plan a ForceField from the fluid and a sketch, and steer a window closed-loop.
+
+`Controller.plan` is pure torch on a small array, so it runs on a worker thread off the frame path.
+`ClosedLoop` re-plans every few frames from the fluid as it is then (receding horizon): each plan covers the
+rest of the window, and only its first frames are used before the next plan replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from control.condition import centroid, condition, control_grid, solver_fluid
+from control.forcefield import ForceField
+from control.model import ControlSpec, ForceDiffusion, load_control
+from control.sketch import Sketch
+from neural.model import WeightsError
+
+DEFAULT_WINDOW = 40  # frames
+REPLAN_EVERY = 8  # frames between closed-loop plans
+MIN_PLAN_FRAMES = 12  # the model never saw shorter windows
+SAMPLE_STEPS = 10
+
+
+def weights_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets" / "control"
+
+
+class Controller:
+    def __init__(
+        self, model: ForceDiffusion, name: str = "", steps: int = SAMPLE_STEPS, guidance: float = 1.0
+    ):
+        if not 1 <= steps <= 10:
+            raise ValueError("DDIM steps must be between 1 and 10")
+        self.model, self.name, self.steps, self.guidance = model.eval(), name, steps, guidance
+
+    @classmethod
+    def load(cls, path: Path, **kwargs) -> Controller:
+        return cls(load_control(path), Path(path).stem, **kwargs)
+
+    @property
+    def spec(self) -> ControlSpec:
+        return self.model.spec
+
+    def plan(self, fluid: np.ndarray, sketch: Sketch, frames: int, h: float, seed: int = 0) -> ForceField:
+        """A force field for `frames` frames from the fluid channels (control grid) and the sketch."""
+        cond = condition(fluid, sketch, frames * self.spec.frame_dt, h)
+        generator = torch.Generator().manual_seed(seed)
+        sample = self.model.sample(torch.from_numpy(cond)[None], self.steps, self.guidance, generator)[0]
+        keys, dim = self.spec.keys, self.spec.dim
+        values = sample.numpy().reshape(keys, dim, *sample.shape[1:]) * self.spec.label_scale
+        return ForceField(np.moveaxis(values, 1, -1), frames)
+
+
+@dataclass
+class Choice:
+    path: Path | None
+    reason: str
+
+
+def _materials(scene) -> set[str]:
+    return {b.material.name.lower() for b in scene.bodies} | {e.material.name.lower() for e in scene.emitters}
+
+
+def choose_controller(scene, model: str | None = None, folder: Path | None = None) -> Choice:
+    """The shipped controller for a scene: same dimension, trained on every material it holds (fewest
+    extras wins). `model` is a name in assets/control or a .safetensors path."""
+    folder = folder or weights_dir()
+    if model is not None:
+        path = Path(model) if Path(model).suffix == ".safetensors" else folder / f"{model}.safetensors"
+        return Choice(path, f"{path.stem} (chosen by --model)")
+    materials, best, best_key, problems = _materials(scene), None, None, []
+    for meta_path in sorted(folder.glob("*.json")):
+        try:
+            spec = ControlSpec(**json.loads(meta_path.read_text())["spec"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if spec.dim != scene.dim:
+            problems.append(f"{meta_path.stem}: {spec.dim}D")
+        elif not materials <= set(spec.materials):
+            problems.append(f"{meta_path.stem}: no {', '.join(sorted(materials - set(spec.materials)))}")
+        elif best_key is None or len(set(spec.materials) - materials) < best_key:
+            best, best_key = meta_path.with_suffix(".safetensors"), len(set(spec.materials) - materials)
+    if best is None:
+        return Choice(None, f"no controller fits this scene ({'; '.join(problems) or 'none shipped'})")
+    return Choice(best, f"{best.stem} fits ({', '.join(sorted(materials))})")
+
+
+def load_for_scene(scene, model: str | None = None) -> tuple[Controller | None, str]:
+    """(controller, message); missing, corrupt or mismatched weights give None and the reason."""
+    choice = choose_controller(scene, model)
+    if choice.path is None:
+        return None, choice.reason
+    try:
+        controller = Controller.load(choice.path)
+    except WeightsError as e:
+        return None, f"sketch control unavailable: {e}"
+    if controller.spec.dim != scene.dim:
+        return None, f"sketch control unavailable: {choice.path.name} is {controller.spec.dim}D"
+    return controller, f"sketch control with {choice.reason}"
+
+
+class ClosedLoop:
+    """Steers the solver toward a sketch over `frames` frames, re-planning every `replan_every` frames.
+
+    Call `before_frame(solver)` before each frame. With `asynchronous`, plans run on a worker thread and a
+    field applies from the first frame after it is ready; otherwise each plan blocks (reproducible)."""
+
+    def __init__(
+        self,
+        controller: Controller,
+        sketch: Sketch,
+        frames: int = DEFAULT_WINDOW,
+        replan_every: int = REPLAN_EVERY,
+        asynchronous: bool = False,
+        seed: int = 0,
+    ):
+        self.controller, self.sketch, self.frames = controller, sketch, int(frames)
+        self.replan_every, self.asynchronous, self.seed = replan_every, asynchronous, seed
+        self.elapsed = 0  # frames since the loop began
+        self.plan_ms: list[float] = []
+        self.field: ForceField | None = None
+        self._pending: Future | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sluice-plan") if asynchronous else None
+        self._last_plan = None
+
+    @property
+    def done(self) -> bool:
+        return self.elapsed >= self.frames
+
+    @property
+    def planning(self) -> bool:
+        return self._pending is not None and not self._pending.done()
+
+    def status(self) -> str:
+        if self.done:
+            return "sketch control finished"
+        if self.field is None:
+            return "planning the sketch's force field…"
+        peak = self.field.peak / 9.81
+        return (
+            f"sketch control active: frame {self.elapsed}/{self.frames}, peak {peak:.1f} g, "
+            f"last plan {self.plan_ms[-1]:.0f} ms"
+        )
+
+    def _plan(self, fluid, sketch, frames, h, seed) -> ForceField:
+        began = time.perf_counter()
+        field = self.controller.plan(fluid, sketch, frames, h, seed)
+        self.plan_ms.append((time.perf_counter() - began) * 1000)
+        return field
+
+    def _request(self, solver) -> None:
+        cells, h = control_grid(solver)
+        fluid = solver_fluid(solver)
+        state = solver.particles()
+        here = centroid(state["x"], solver.masses(state["slot"]))
+        remaining = max(self.frames - self.elapsed, MIN_PLAN_FRAMES)
+        sketch = self.sketch.remaining(here, 1.5 * h)
+        args = (fluid, sketch, remaining, h, self.seed + self.elapsed)
+        self._last_plan = self.elapsed
+        if self._pool is None:
+            self._install(solver, self._plan(*args))
+        else:
+            self._pending = self._pool.submit(self._plan, *args)
+
+    def _install(self, solver, field: ForceField) -> None:
+        self.field = field
+        field.apply(solver)  # the loop clears it when its window ends
+
+    def before_frame(self, solver) -> None:
+        if self.done:
+            self.stop(solver)
+            return
+        if self._pending is not None and self._pending.done():
+            field, self._pending = self._pending.result(), None
+            self._install(solver, field)
+        due = self._last_plan is None or self.elapsed - self._last_plan >= self.replan_every
+        if due and self._pending is None and self.frames - self.elapsed >= self.replan_every // 2:
+            self._request(solver)
+        self.elapsed += 1
+
+    def stop(self, solver=None) -> None:
+        if solver is not None:
+            solver.clear_force_field()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self.elapsed = max(self.elapsed, self.frames)

@@ -1,0 +1,43 @@
+"""The controller's output: a ForceField, a small space-time grid of accelerations over a control window.
+
+It is applied through the solver's force-field seam, which every stepper mode reads (the numerical grid
+update samples it; the learned stepper sees it as its external-acceleration feature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+G = 9.81
+MAX_CONTROL_ACCEL = 4 * G  # lifting water into a raised region needs 2-4 g (LESSONS); more only sprays it
+
+
+def cap(values: np.ndarray, limit: float = MAX_CONTROL_ACCEL) -> np.ndarray:
+    values = np.nan_to_num(np.asarray(values, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    magnitude = np.linalg.norm(values, axis=-1, keepdims=True)
+    return (values * np.minimum(1.0, limit / np.maximum(magnitude, 1e-12))).astype(np.float32)
+
+
+@dataclass
+class ForceField:
+    values: np.ndarray  # (keys, *cells, dim) in m/s^2, cell-centred on the solver's force grid
+    frames: int  # length of the control window in frames
+
+    def __post_init__(self):
+        self.values = cap(self.values)
+
+    @property
+    def peak(self) -> float:
+        return float(np.linalg.norm(self.values, axis=-1).max(initial=0.0))
+
+    def apply(self, solver, start_time: float | None = None) -> None:
+        """Install the field on `solver` from `start_time` (default: now) for the window."""
+        start = solver.time if start_time is None else start_time
+        solver.set_force_field(self.values, start, start + self.frames * solver.config.frame_dt)
+
+
+def constant_field(vector, keys: int, cells: tuple[int, ...], frames: int) -> ForceField:
+    values = np.broadcast_to(np.asarray(vector, np.float32), (keys, *cells, len(cells)))
+    return ForceField(values.copy(), frames)

@@ -1,0 +1,174 @@
+"""The sketch-to-force diffusion model: a conditional DDPM with ε-prediction over force fields, sampled with
+DDIM in at most 10 steps, with optional classifier-free guidance (the sketch channels are dropped during
+training now and then, so the model also knows the unconditional field).
+
+The sample is a (keys * dim, *cells) field in units of LABEL_SCALE; it is conditioned on the fluid on the
+control grid, the sketch channels and the window length, concatenated to the noisy field at every step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from control.condition import CONDITION_CHANNELS, FLUID_CHANNELS
+from neural.model import load_state, read_weights, write_weights
+
+WEIGHTS_VERSION = 1
+TIMESTEPS = 1000
+
+
+@dataclass
+class ControlSpec:
+    family: str
+    dim: int
+    keys: int
+    materials: list[str]
+    frame_dt: float
+    label_scale: float = 9.81  # m/s^2 per unit of the diffused field
+    widths: list[int] = field(default_factory=lambda: [24, 48, 96])
+    cond_channels: int = CONDITION_CHANNELS
+    version: int = WEIGHTS_VERSION
+
+    @property
+    def field_channels(self) -> int:
+        return self.keys * self.dim
+
+
+def _alpha_bar(t: torch.Tensor) -> torch.Tensor:
+    """Cosine schedule (Nichol & Dhariwal): the signal share at step t in [0, TIMESTEPS]."""
+    s = 0.008
+    return (
+        torch.cos((t / TIMESTEPS + s) / (1 + s) * math.pi / 2) ** 2 / math.cos(s / (1 + s) * math.pi / 2) ** 2
+    )
+
+
+class _Block(nn.Module):
+    """Two 3x3 convolutions with group norm; the timestep embedding shifts the features in between."""
+
+    def __init__(self, conv, c_in: int, c_out: int, t_dim: int):
+        super().__init__()
+        self.conv1, self.conv2 = conv(c_in, c_out, 3, padding=1), conv(c_out, c_out, 3, padding=1)
+        self.norm1, self.norm2 = nn.GroupNorm(8, c_out), nn.GroupNorm(8, c_out)
+        self.time = nn.Linear(t_dim, c_out)
+        self.skip = conv(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, t_embed: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.norm1(self.conv1(x)))
+        shift = self.time(t_embed)
+        h = h + shift.reshape(*shift.shape, *(1,) * (x.ndim - 2))
+        h = F.silu(self.norm2(self.conv2(h)))
+        return h + self.skip(x)
+
+
+class DenoiserUNet(nn.Module):
+    def __init__(self, spec: ControlSpec):
+        super().__init__()
+        conv = nn.Conv2d if spec.dim == 2 else nn.Conv3d
+        self.pool = nn.AvgPool2d(2) if spec.dim == 2 else nn.AvgPool3d(2)
+        self.t_dim = spec.widths[0] * 2
+        self.t_mlp = nn.Sequential(
+            nn.Linear(self.t_dim, self.t_dim), nn.SiLU(), nn.Linear(self.t_dim, self.t_dim)
+        )
+        c = spec.field_channels + spec.cond_channels
+        self.down = nn.ModuleList()
+        for w in spec.widths:
+            self.down.append(_Block(conv, c, w, self.t_dim))
+            c = w
+        self.up = nn.ModuleList(
+            _Block(conv, spec.widths[i + 1] + spec.widths[i], spec.widths[i], self.t_dim)
+            for i in reversed(range(len(spec.widths) - 1))
+        )
+        self.out = conv(spec.widths[0], spec.field_channels, 1)
+        self.multiple = 2 ** (len(spec.widths) - 1)
+
+    def _embed(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.t_dim // 2
+        freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
+        angles = t.float()[:, None] * freqs[None]
+        return self.t_mlp(torch.cat([angles.sin(), angles.cos()], dim=1))
+
+    def forward(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        shape = noisy.shape[2:]
+        pad = []
+        for n in reversed(shape):
+            pad += [0, (-n) % self.multiple]
+        x = F.pad(torch.cat([noisy, cond], dim=1), pad)
+        t_embed = self._embed(t)
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x), t_embed)
+            skips.append(x)
+        for block in self.up:
+            skips.pop()
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = block(torch.cat([x, skips[-1]], dim=1), t_embed)
+        out = self.out(x)
+        return out[(slice(None), slice(None), *(slice(0, n) for n in shape))]
+
+
+class ForceDiffusion(nn.Module):
+    def __init__(self, spec: ControlSpec):
+        super().__init__()
+        self.spec = spec
+        self.net = DenoiserUNet(spec)
+
+    @staticmethod
+    def drop_sketch(cond: torch.Tensor) -> torch.Tensor:
+        """The unconditional input of classifier-free guidance: the fluid without the sketch."""
+        out = cond.clone()
+        out[:, FLUID_CHANNELS:-1] = 0
+        return out
+
+    def loss(self, field: torch.Tensor, cond: torch.Tensor, weight: torch.Tensor, drop: float = 0.1):
+        """ε-prediction MSE at random timesteps, weighted per cell (`weight` broadcast over channels)."""
+        n = field.shape[0]
+        t = torch.randint(1, TIMESTEPS + 1, (n,), device=field.device)
+        alpha_bar = _alpha_bar(t.float()).reshape(n, *(1,) * (field.ndim - 1))
+        noise = torch.randn_like(field)
+        noisy = alpha_bar.sqrt() * field + (1 - alpha_bar).sqrt() * noise
+        dropped = torch.rand(n, device=field.device) < drop
+        if dropped.any():
+            cond = torch.where(dropped.reshape(n, *(1,) * (cond.ndim - 1)), self.drop_sketch(cond), cond)
+        error = (self.net(noisy, cond, t) - noise) ** 2 * weight
+        return error.sum() / (weight.sum() * field.shape[1]).clamp_min(1.0)
+
+    @torch.no_grad()
+    def sample(
+        self, cond: torch.Tensor, steps: int = 10, guidance: float = 1.0, generator=None
+    ) -> torch.Tensor:
+        """Deterministic DDIM (η = 0) in `steps` steps; guidance > 1 extrapolates away from the
+        unconditional prediction (classifier-free guidance, twice the network calls)."""
+        n = cond.shape[0]
+        shape = (n, self.spec.field_channels, *cond.shape[2:])
+        x = torch.randn(shape, generator=generator, dtype=cond.dtype)
+        times = torch.linspace(TIMESTEPS, 0, steps + 1).round()
+        guided = guidance != 1.0
+        both = torch.cat([cond, self.drop_sketch(cond)]) if guided else cond
+        for t, t_next in zip(times[:-1], times[1:]):
+            inputs = torch.cat([x, x]) if guided else x
+            eps = self.net(inputs, both, t.repeat(inputs.shape[0]))
+            if guided:
+                conditional, unconditional = eps.chunk(2)
+                eps = unconditional + guidance * (conditional - unconditional)
+            a, a_next = _alpha_bar(t), _alpha_bar(t_next)
+            x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-6, 6)
+            x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        return x
+
+
+def save_control(model: ForceDiffusion, path: Path, metadata: dict) -> None:
+    write_weights(model, model.spec, path, metadata)
+
+
+def load_control(path: Path) -> ForceDiffusion:
+    """Raises neural.model.WeightsError with a one-line reason for missing, corrupt or mismatched files."""
+    spec, tensors = read_weights(path, ControlSpec, WEIGHTS_VERSION)
+    model = ForceDiffusion(spec)
+    load_state(model, tensors, Path(path))
+    return model

@@ -1,0 +1,284 @@
+"""Sketch-to-force control: sketches, force fields, reverse-modelling labels, the diffusion model, the
+closed loop with the shipped weights, the Session's sketch action and the eval pipeline."""
+
+import json
+
+import numpy as np
+import pytest
+
+from control.forcefield import MAX_CONTROL_ACCEL, ForceField
+from control.sketch import MAX_POINTS, SKETCH_CHANNELS, parse_sketch, rasterise
+
+SIZE, CELL = (1.0, 1.0), 1.0 / 32
+
+
+# ------------------------------------------------------------------------------------------ sketches
+@pytest.mark.parametrize(
+    "strokes, words",
+    [
+        ([], "empty"),
+        ([[]], "empty"),
+        ([[[0.5, 0.5]]], "single point"),
+        ([[[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]], "single point"),
+        ([[[1.5, 1.2], [1.8, 1.9], [2.5, 1.5]]], "outside the domain"),
+        ([[[0.5, 0.5], [0.505, 0.5]]], "too short"),
+        ([[[float("nan"), 0.1]]], "empty"),
+        (["not a stroke"], "not a list of points"),
+    ],
+)
+def test_degenerate_sketches_are_no_ops_with_a_message(strokes, words):
+    result = parse_sketch(strokes, SIZE, CELL)
+    assert not result.ok and result.sketch.empty
+    assert any(words in m for m in result.messages), result.messages
+
+
+def test_a_scribble_is_a_no_op_with_a_message():
+    t = np.linspace(0, 6 * np.pi, 400)
+    scribble = np.stack([0.5 + 0.2 * np.sin(t) + 0.05 * t / 6, 0.5 + 0.15 * np.sin(2.3 * t)], 1)
+    result = parse_sketch([scribble], SIZE, CELL)
+    assert not result.ok and "scribble" in result.messages[0]
+
+
+def test_a_stroke_partly_outside_is_clipped_and_10000_points_are_resampled():
+    line = np.stack([np.linspace(0.2, 1.4, 10_000), np.full(10_000, 0.3)], 1)
+    result = parse_sketch([line], SIZE, CELL)
+    assert result.ok and len(result.sketch.paths) == 1
+    path = result.sketch.paths[0]
+    assert len(path) <= MAX_POINTS and path[:, 0].max() <= 1.0
+    assert any("clipped" in m for m in result.messages)
+    np.testing.assert_allclose(path[-1], [1.0, 0.3], atol=1e-9)
+
+
+def test_open_strokes_are_paths_closed_ones_regions_and_they_combine():
+    angle = np.linspace(0, 2 * np.pi, 50)
+    loop = np.stack([0.7 + 0.1 * np.cos(angle), 0.6 + 0.1 * np.sin(angle)], 1)
+    arrow = [[0.1, 0.2], [0.3, 0.25], [0.5, 0.2]]
+    result = parse_sketch([arrow, loop], SIZE, CELL)
+    assert result.ok and not result.messages
+    assert len(result.sketch.paths) == 1 and len(result.sketch.regions) == 1
+    channels = rasterise(result.sketch, (32, 32), CELL)
+    assert channels.shape == (SKETCH_CHANNELS, 32, 32)
+    on_path = channels[0] > 0.5
+    assert on_path[int(0.3 / CELL), int(0.25 / CELL)] and not on_path[16, 30]
+    tangent_x, tangent_y = channels[1][on_path], channels[2][on_path]  # scaled by the mask
+    assert (tangent_x > 0.45).all() and (np.abs(tangent_y) < 0.5 * tangent_x).all()  # along +x
+    assert channels[3][int(0.7 / CELL), int(0.6 / CELL)] == 1 and channels[3][3, 3] == 0
+    assert channels[4][int(0.1 / CELL), int(0.2 / CELL)] > 0.7  # start marker
+    assert channels[5][int(0.5 / CELL), int(0.2 / CELL)] > 0.7  # end marker
+
+
+def test_force_fields_are_capped():
+    values = np.zeros((4, 32, 32, 2), np.float32)
+    values[..., 0] = 1e6
+    values[0, 0, 0] = np.nan
+    field = ForceField(values, 10)
+    assert np.isfinite(field.values).all()
+    assert field.peak <= MAX_CONTROL_ACCEL * (1 + 1e-5)
+
+
+# ------------------------------------------------------------------------------------- labels, model
+@pytest.fixture(scope="module")
+def control_shards(tmp_path_factory):
+    from control.data import ControlDatagenConfig, datagen_control
+
+    out = {}
+    for kind in ("physical", "published"):
+        folder = tmp_path_factory.mktemp(kind)
+        out[kind] = datagen_control(ControlDatagenConfig("water2d", 1, folder, kind, seed=5), progress=False)
+    return out
+
+
+def test_physical_labels_replay_within_tolerance_and_published_ones_are_measured(control_shards):
+    from control.data import REPLAY_TOLERANCE, replay_report
+
+    physical = replay_report(control_shards["physical"])
+    assert physical["examples"] == 3 and physical["mass_rmse"]["max"] <= REPLAY_TOLERANCE
+    assert physical["within_tolerance"] == 1.0
+    published = replay_report(control_shards["published"])
+    assert np.isfinite(published["mass_rmse"]["mean"]) and published["mass_rmse"]["mean"] > 0
+    shard = np.load(control_shards["physical"][0])
+    assert shard["condition"].shape[1:] == (11, 32, 32) and shard["label"].shape[1:] == (4, 32, 32, 2)
+    assert json.loads(str(shard["sketch"]))  # each example has the sketch its outcome implies
+
+
+def test_train_control_resumes_and_writes_loadable_weights(control_shards, tmp_path):
+    from control.model import load_control
+    from control.train import ControlTrainConfig, train_control
+
+    data = control_shards["physical"][0].parent
+    cfg = ControlTrainConfig(
+        "water2d", data, tmp_path / "w.safetensors", tmp_path / "run", steps=6, batch=4, checkpoint_every=3
+    )
+    train_control(cfg, progress=False)
+    cfg.steps, cfg.resume = 9, True
+    result = train_control(cfg, progress=False)
+    assert result["steps"] == 9
+    rows = (tmp_path / "run" / "loss.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3  # steps 3, 6, 9
+    meta = json.loads((tmp_path / "w.json").read_text())
+    assert meta["data"]["kind"] == "physical" and meta["steps"] == 9 and meta["date"]
+    model = load_control(tmp_path / "w.safetensors")
+    import torch
+
+    sample = model.sample(torch.zeros(1, 11, 32, 32), steps=10)
+    assert sample.shape == (1, 8, 32, 32) and torch.isfinite(sample).all()
+
+
+def test_corrupt_control_weights_give_a_reason_not_a_crash(tmp_path):
+    from control.controller import load_for_scene
+    from sim.scene import load_scene
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    (tmp_path / "bad.json").write_text(
+        json.dumps({"spec": {"family": "x", "dim": 2, "keys": 4, "materials": ["water"], "frame_dt": 1 / 60}})
+    )
+    controller, message = load_for_scene(load_scene("dam_break"), str(bad))
+    assert controller is None and "corrupt" in message
+    controller, message = load_for_scene(load_scene("dam_break"), str(tmp_path / "missing.safetensors"))
+    assert controller is None and "not found" in message
+
+
+# ------------------------------------------------------------------------- the shipped controller
+@pytest.fixture(scope="module")
+def family_solver():
+    from neural.data import _family_solver
+
+    solver = _family_solver("water2d")
+    yield solver
+    solver.close()
+
+
+@pytest.fixture(scope="module")
+def controller():
+    from control.controller import Controller, weights_dir
+
+    return Controller.load(weights_dir() / "water2d.safetensors")
+
+
+def _held_out(solver, index: int, warmup: int):
+    from control.data import _seed_state
+    from control.evaluate import HELD_OUT_SEED
+    from sim import state as state_io
+
+    _seed_state(solver, "water2d", HELD_OUT_SEED, index, warmup)
+    return state_io.snapshot(solver)
+
+
+def test_a_rightward_arrow_moves_the_centroid_right_more_than_no_force(family_solver, controller):
+    from control.condition import centroid
+    from control.controller import ClosedLoop
+    from control.evaluate import _rollout
+
+    start = _held_out(family_solver, 3, 30)
+    mass = family_solver.masses()
+    here = centroid(start.particles["x"], mass)
+    arrow = [here.tolist(), (here + [0.3, 0.0]).tolist()]
+    sketch = parse_sketch([arrow], SIZE, CELL).sketch
+    free = centroid(_rollout(family_solver, start, 36), mass)
+    loop = ClosedLoop(controller, sketch, 36)
+    steered = centroid(_rollout(family_solver, start, 36, loop=loop), mass)
+    assert len(loop.plan_ms) >= 4  # closed loop: it re-planned during the window
+    assert steered[0] - here[0] > free[0] - here[0] + 0.05, (here, free, steered)
+
+
+def test_a_region_sketch_raises_the_mass_fraction_inside(family_solver, controller):
+    from control.condition import centroid
+    from control.controller import ClosedLoop
+    from control.evaluate import _rollout
+    from control.sketch import inside_polygon
+
+    start = _held_out(family_solver, 4, 20)
+    mass = family_solver.masses()
+    here = centroid(start.particles["x"], mass)
+    middle = np.clip(here + [0.25 if here[0] < 0.5 else -0.25, 0.1], 0.15, 0.85)
+    angle = np.linspace(0, 2 * np.pi, 40)
+    loop_points = middle + 0.12 * np.stack([np.cos(angle), np.sin(angle)], 1)
+    sketch = parse_sketch([loop_points], SIZE, CELL).sketch
+    assert sketch.kind == "region"
+
+    def inside(x):
+        return mass[inside_polygon(x, sketch.regions[0])].sum() / mass.sum()
+
+    free = inside(_rollout(family_solver, start, 40))
+    steered = inside(_rollout(family_solver, start, 40, loop=ClosedLoop(controller, sketch, 40)))
+    assert steered > free + 0.1, (free, steered)
+
+
+def test_session_sketch_in_hybrid_mode_applies_the_plan_and_moves_the_water():
+    from app.session import Session
+    from control.condition import centroid
+
+    runs = {}
+    for sketched in (False, True):
+        session = Session("dam_break", mode="hybrid")
+        assert session.mode == "hybrid", session.mode_message
+        x = session.solver.positions()
+        mass = session.solver.masses()
+        here = centroid(x, mass)
+        if sketched:
+            messages = session.sketch([[here.tolist(), (here + [0.25, 0.0]).tolist()]], window_frames=30)
+            assert "steering" in messages[-1]
+        paths = [session.tick().path for _ in range(30)]
+        if sketched:
+            assert session.control.plan_ms and "sketch control" in session.control_status()
+            assert session.sketch_strokes() and session.frame_view().strokes
+        assert "neural" in paths
+        runs[sketched] = centroid(session.solver.positions(), mass)[0]
+        session.close()
+    assert runs[True] > runs[False] + 0.02, runs
+
+
+def test_session_sketch_no_ops_keep_the_state_and_say_why():
+    from app.session import Session
+
+    session = Session("dam_break", overrides={"grid": 32})
+    before = session.solver.positions().copy()
+    for strokes in ([], [[[0.1, 0.1]]], [[[5.0, 5.0], [6.0, 6.0]]]):
+        messages = session.sketch(strokes)
+        assert messages and session.control is None and session.solver.force_field() is None
+    session.control_model = "no_such_controller"
+    session._controller = None
+    messages = session.sketch([[[0.1, 0.1], [0.4, 0.1]]])
+    assert session.control is None and any("not found" in m for m in messages)
+    np.testing.assert_array_equal(session.solver.positions(), before)
+    session.close()
+
+
+def test_record_script_sketch_action_parses_and_rejects_bad_strokes():
+    from app.script import ScriptError, parse_script
+
+    actions = parse_script(
+        {
+            "action": [
+                {"frame": 5, "type": "sketch", "strokes": [[[0.1, 0.1], [0.3, 0.1]]], "window": 20},
+                {"frame": 30, "type": "clear_sketch"},
+            ]
+        },
+        "s.toml",
+        2,
+    )
+    assert actions[0].kind == "sketch" and actions[0].args["window"] == 20
+    with pytest.raises(ScriptError, match="strokes"):
+        parse_script({"action": [{"frame": 1, "type": "sketch", "strokes": [[0.1, 0.2]]}]}, "s.toml", 2)
+
+
+def test_eval_control_pipeline_on_a_small_case_file(tmp_path, family_solver, controller):
+    from control.evaluate import Budget, load_cases, run_case, summarise
+
+    (tmp_path / "cases.toml").write_text(
+        '[[case]]\nname = "arrow"\nscene = "water2d:3"\nwarmup_frames = 30\nwindow_frames = 16\n'
+        "strokes = [[[0.3, 0.1], [0.5, 0.12], [0.6, 0.1]]]\n"
+    )
+    cases = load_cases(tmp_path / "cases.toml")
+    result = run_case(cases[0], family_solver, controller, Budget(1, 2, 1, 2), "water2d")
+    summary = summarise([result])
+    for method in ("none", "constant", "ours", "oracle"):
+        assert np.isfinite(summary[method]["score"])
+    assert summary["none"]["score"] == pytest.approx(summary["none"]["primary"] + 1.0)
+    assert summary["plan_ms"]["plans"] >= 2
+    (tmp_path / "bad.toml").write_text(
+        '[[case]]\nname = "x"\nscene = "dam_break"\nwindow_frames = 5\nstrokes = []\n'
+    )
+    with pytest.raises(ValueError, match="FAMILY:INDEX"):
+        load_cases(tmp_path / "bad.toml")
