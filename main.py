@@ -98,6 +98,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         mode=args.mode,
         model=args.model,
         control_model=args.control_model,
+        orbit=args.orbit,
     )
     if result.interrupted:
         print(f"sluice: interrupted after {result.frames} frames; {args.out} holds them", file=sys.stderr)
@@ -410,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="960x540", help="WIDTHxHEIGHT in pixels (even numbers)")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--color", choices=["material", "speed"], default="material")
+    p.add_argument(
+        "--orbit",
+        type=float,
+        default=0.0,
+        metavar="DEG_PER_S",
+        help="3D: turn the camera about the scene at this many degrees per simulated second (0: fixed)",
+    )
     p.add_argument("--script", type=Path, default=None, help="TOML timeline of interactions")
     p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")

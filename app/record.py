@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from contextlib import ExitStack
@@ -130,18 +131,33 @@ class RecordResult:
 
 
 class Recorder:
-    """Renders a Session into an offscreen framebuffer, one image per tick."""
+    """Renders a Session into an offscreen framebuffer, one image per tick.
 
-    def __init__(self, session: Session, width: int, height: int, color: str = "material"):
+    `orbit` (degrees per simulated second, 3D only) turns the camera about the domain: each rendered
+    frame advances its yaw by orbit * frame_dt, so the first frame shows the default view."""
+
+    def __init__(
+        self, session: Session, width: int, height: int, color: str = "material", orbit: float = 0.0
+    ):
+        if not math.isfinite(orbit):
+            raise RecordError(f"--orbit must be a finite number, got {orbit}")
         self.session, self.width, self.height, self.color = session, width, height, color
+        self.orbit = float(orbit)
         self.context = headless.HeadlessContext(width, height)
         self.renderer = Renderer()
         self.camera = OrbitCamera.default_for(session.scene.size) if session.dim == 3 else None
+        self._yaw0 = self.camera.yaw if self.camera is not None else 0.0
+        self.rendered = 0
 
     def render(self) -> np.ndarray:
         self.context.make_current()
+        if self.camera is not None and self.orbit:
+            # From the frame count, not accumulated: no drift, and the same frames on every run.
+            step = self.orbit * self.session.scene.frame_dt
+            self.camera.yaw = (self._yaw0 + step * self.rendered) % 360.0
         view = self.session.frame_view(self.color, hud=self.session.hud_line(timing=False))
         self.renderer.render(view, self.width, self.height, self.camera)
+        self.rendered += 1
         return self.context.read_rgb()
 
     def close(self) -> None:
@@ -163,12 +179,16 @@ def record(
     mode: str = "numerical",
     model: str | None = None,
     control_model: str | None = None,
+    orbit: float = 0.0,
 ) -> RecordResult:
-    """Simulate and record `frames` frames. Validates everything (output, size, script, scene) first."""
+    """Simulate and record `frames` frames. Validates everything (output, size, script, scene) first.
+    `orbit`: in 3D, the camera turns about the domain at this many degrees per simulated second."""
     if frames < 1:
         raise RecordError("--frames must be at least 1")
     if not fps > 0:
         raise RecordError("--fps must be positive")
+    if not math.isfinite(orbit):
+        raise RecordError(f"--orbit must be a finite number, got {orbit}")
     width, height = parse_size(size)
     kind = output_kind(out)
     session = Session(scene, seed=seed, mode=mode, model=model, control_model=control_model)
@@ -177,7 +197,7 @@ def record(
     try:
         if script is not None:
             session.script = load_script(script, session.dim)
-        recorder = Recorder(session, width, height, color)
+        recorder = Recorder(session, width, height, color, orbit)
     except BaseException:
         session.close()
         raise

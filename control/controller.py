@@ -24,7 +24,7 @@ from neural.model import WeightsError
 
 DEFAULT_WINDOW = 40  # frames
 REPLAN_EVERY = 8  # frames between closed-loop plans
-MIN_PLAN_FRAMES = 12  # the model never saw shorter windows
+MIN_PLAN_FRAMES = 20  # the model never saw shorter windows
 SAMPLE_STEPS = 10
 
 
@@ -162,7 +162,8 @@ class ClosedLoop:
         here = centroid(state["x"], solver.masses(state["slot"]))
         remaining = max(self.frames - self.elapsed, MIN_PLAN_FRAMES)
         sketch = self.sketch.remaining(here, 1.5 * h)
-        args = (fluid, sketch, remaining, h, self.seed + self.elapsed)
+        # The same noise for every re-plan: DDIM is deterministic, so plans vary only with what they see.
+        args = (fluid, sketch, remaining, h, self.seed)
         self._last_plan = self.elapsed
         if self._pool is None:
             self._install(solver, self._plan(*args))

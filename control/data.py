@@ -29,8 +29,8 @@ from sim.atomic import atomic_path
 from sim.forcefield import upsample
 
 KINDS = ("physical", "published")
-EXAMPLES_PER_STATE = 3
-WINDOW_FRAMES = (20, 48)
+EXAMPLES_PER_STATE = 4
+WINDOW_FRAMES = (20, 46)
 WARMUP_FRAMES = (0, 40)
 REGION_SHARE = 0.4
 REPLAY_TOLERANCE = 0.01  # normalised mass RMSE between a replayed label's outcome and the recorded one
@@ -50,22 +50,29 @@ def shard_path(out: Path, index: int) -> Path:
 
 
 def random_force(rng: np.random.Generator, cells: tuple[int, ...], h: float, keys: int) -> np.ndarray:
-    """A smooth random field: a uniform push with a time profile, often a pull toward a point, and noise."""
+    """A smooth random field of the kind a sketch asks for: a push (mostly gentle: a user's arrow moves
+    water tens of centimetres, not metres), often some lift against gravity, often a pull toward a point,
+    all with a time profile that may brake at the end, plus a little smooth noise."""
     dim = len(cells)
+    profile = np.linspace(rng.uniform(0.2, 1.2), rng.uniform(-0.6, 1.0), keys)  # negative: braking
+    shape = (keys, *(1,) * dim, dim)
     direction = rng.normal(size=dim)
     direction /= np.linalg.norm(direction)
-    profile = rng.uniform(0.0, 1.2, 2)  # strength at the window's start and end
-    strength = rng.uniform(0.3, 3.0) * G * np.linspace(profile[0], profile[1], keys)
-    values = strength[:, None] * direction[None]
-    values = np.broadcast_to(values.reshape(keys, *(1,) * dim, dim), (keys, *cells, dim)).copy()
-    if rng.random() < 0.6:
+    values = (profile[:, None] * rng.uniform(0.0, 1.5) * G * direction).reshape(shape)
+    if rng.random() < 0.5:
+        lift = np.zeros(dim)
+        lift[1] = rng.uniform(0.5, 1.5) * G
+        values = values + (np.abs(profile)[:, None] * lift).reshape(shape)
+    values = np.broadcast_to(values, (keys, *cells, dim)).copy()
+    if rng.random() < 0.5:
         axes = [(np.arange(n) + 0.5) * h for n in cells]
         centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
         point = rng.uniform(0.1, 0.9, dim) * np.array(cells) * h
         offset = point - centres
-        pull = offset / np.maximum(np.linalg.norm(offset, axis=-1, keepdims=True), 0.15)
-        values += rng.uniform(1.0, 4.0) * G * pull[None]
-    values += upsample(rng.normal(0.0, 0.3 * G, (keys, *(4,) * dim, dim)), cells)
+        pull = offset / np.maximum(np.linalg.norm(offset, axis=-1, keepdims=True), 0.12)
+        strength = rng.uniform(0.5, 2.5) * G * np.abs(profile)
+        values += strength.reshape(keys, *(1,) * dim, 1) * pull[None]
+    values += upsample(rng.normal(0.0, 0.15 * G, (keys, *(4,) * dim, dim)), cells)
     return values.astype(np.float32)
 
 

@@ -297,8 +297,9 @@ def run_case(
     began = time.perf_counter()
     scorer = Scorer(sketch, target, mass, size)
     scorer.no_force_rmse = scorer(_rollout(solver, start, frames)).mass_rmse
-    methods = out["methods"]
-    methods["none"] = scorer(solver.positions())
+    methods, final = out["methods"], {}
+    final["none"] = solver.positions()
+    methods["none"] = scorer(final["none"])
     methods["none"].seconds = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -319,14 +320,16 @@ def run_case(
         rng,
         _clip_vectors,
     )
-    methods["constant"] = scorer(_rollout(solver, start, frames, constant_field(vector, keys, cells, frames)))
+    final["constant"] = _rollout(solver, start, frames, constant_field(vector, keys, cells, frames))
+    methods["constant"] = scorer(final["constant"])
     methods["constant"].seconds, methods["constant"].rollouts = time.perf_counter() - began, rollouts + 1
     methods["constant"].extra = {"vector": vector.tolist()}
 
     if controller is not None:
         began = time.perf_counter()
         loop = ClosedLoop(controller, sketch, frames, seed=seed)
-        methods["ours"] = scorer(_rollout(solver, start, frames, loop=loop))
+        final["ours"] = _rollout(solver, start, frames, loop=loop)
+        methods["ours"] = scorer(final["ours"])
         methods["ours"].seconds = time.perf_counter() - began
         methods["ours"].extra = {"plan_ms": loop.plan_ms}
 
@@ -349,21 +352,10 @@ def run_case(
         rng,
         _clip_vectors,
     )
-    methods["oracle"] = scorer(_rollout(solver, start, frames, net_field(params)))
+    final["oracle"] = _rollout(solver, start, frames, net_field(params))
+    methods["oracle"] = scorer(final["oracle"])
     methods["oracle"].seconds, methods["oracle"].rollouts = time.perf_counter() - began, rollouts + 1
-    out["final"] = {}  # final positions per method, for the plots (not written to JSON)
-    for name in methods:
-        field_for = {
-            "none": None,
-            "constant": constant_field(vector, keys, cells, frames),
-            "oracle": net_field(params),
-        }
-        if name in field_for:
-            out["final"][name] = _rollout(solver, start, frames, field_for[name])
-    if controller is not None:
-        out["final"]["ours"] = _rollout(
-            solver, start, frames, loop=ClosedLoop(controller, sketch, frames, seed=seed)
-        )
+    out["final"] = final  # final positions per method, for the plots (not written to JSON)
     out["sketch"], out["start"], out["target"] = sketch, x0, target
     return out
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from control.condition import CONDITION_CHANNELS, FLUID_CHANNELS
+from control.forcefield import MAX_CONTROL_ACCEL
 from neural.model import load_state, read_weights, write_weights
 
 WEIGHTS_VERSION = 1
@@ -40,12 +41,48 @@ class ControlSpec:
         return self.keys * self.dim
 
 
+MIN_ALPHA_BAR = 5e-3  # the noisiest step keeps this signal share: below it ε-prediction amplifies errors by
+# 1/sqrt(ᾱ) in the first DDIM step, and the field is already indistinguishable from noise
+GLOBAL_FEATURES = 7
+MIN_SNR_GAMMA = 5.0
+CLAMP = MAX_CONTROL_ACCEL / 9.81  # no component of a label exceeds the cap, in label units
+
+
 def _alpha_bar(t: torch.Tensor) -> torch.Tensor:
-    """Cosine schedule (Nichol & Dhariwal): the signal share at step t in [0, TIMESTEPS]."""
+    """Cosine schedule (Nichol & Dhariwal), floored at MIN_ALPHA_BAR: the signal share at step t."""
     s = 0.008
-    return (
+    value = (
         torch.cos((t / TIMESTEPS + s) / (1 + s) * math.pi / 2) ** 2 / math.cos(s / (1 + s) * math.pi / 2) ** 2
     )
+    return value.clamp_min(MIN_ALPHA_BAR)
+
+
+def _weighted_mean(weight: torch.Tensor, coords) -> torch.Tensor:
+    """(B, dim) mean of the cell coordinates under (B, *cells) weights."""
+    total = weight.flatten(1).sum(1).clamp_min(1e-6)
+    return torch.stack([(weight * c).flatten(1).sum(1) / total for c in coords], dim=1)
+
+
+def global_features(cond: torch.Tensor) -> torch.Tensor:
+    """What the whole field must agree on, read from the condition channels (so mirroring an example
+    mirrors them too): the goal's offset from the fluid's centroid (the path's end, or the region's
+    centre), whether there is a path and a region, the window, the region's and the fluid's size."""
+    cells = cond.shape[2:]
+    scale = max(cells)
+    axes = [(torch.arange(n, dtype=cond.dtype) + 0.5) / scale for n in cells]
+    coords = torch.meshgrid(*axes, indexing="ij")
+    fluid, path = cond[:, 0], cond[:, FLUID_CHANNELS]
+    region, end = cond[:, FLUID_CHANNELS + 3], cond[:, FLUID_CHANNELS + 5]
+    here = _weighted_mean(fluid, coords)
+    has_path = (path.flatten(1).amax(1) > 0.5).to(cond.dtype)
+    has_region = (region.flatten(1).amax(1) > 0.5).to(cond.dtype)
+    goal = torch.where(has_path[:, None] > 0, _weighted_mean(end**4, coords), _weighted_mean(region, coords))
+    offset = (goal - here) * (has_path + has_region).clamp_max(1)[:, None]
+    spread = sum((fluid * (c - here[:, k, None, None]) ** 2).flatten(1).sum(1) for k, c in enumerate(coords))
+    spread = (spread / fluid.flatten(1).sum(1).clamp_min(1e-6)).sqrt()
+    region_size = region.flatten(1).sum(1).sqrt() / scale
+    window = cond[:, -1].flatten(1).mean(1)
+    return torch.cat([offset[:, :2], torch.stack([has_path, has_region, window, region_size, spread], 1)], 1)
 
 
 class _Block(nn.Module):
@@ -75,6 +112,10 @@ class DenoiserUNet(nn.Module):
         self.t_mlp = nn.Sequential(
             nn.Linear(self.t_dim, self.t_dim), nn.SiLU(), nn.Linear(self.t_dim, self.t_dim)
         )
+        # The sketch's global intent (where to, how far) joins the timestep embedding in every block.
+        self.g_mlp = nn.Sequential(
+            nn.Linear(GLOBAL_FEATURES, self.t_dim), nn.SiLU(), nn.Linear(self.t_dim, self.t_dim)
+        )
         c = spec.field_channels + spec.cond_channels
         self.down = nn.ModuleList()
         for w in spec.widths:
@@ -99,7 +140,7 @@ class DenoiserUNet(nn.Module):
         for n in reversed(shape):
             pad += [0, (-n) % self.multiple]
         x = F.pad(torch.cat([noisy, cond], dim=1), pad)
-        t_embed = self._embed(t)
+        t_embed = self._embed(t) + self.g_mlp(global_features(cond))
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else self.pool(x), t_embed)
@@ -135,7 +176,11 @@ class ForceDiffusion(nn.Module):
         dropped = torch.rand(n, device=field.device) < drop
         if dropped.any():
             cond = torch.where(dropped.reshape(n, *(1,) * (cond.ndim - 1)), self.drop_sketch(cond), cond)
-        error = (self.net(noisy, cond, t) - noise) ** 2 * weight
+        # Min-SNR weighting (Hang et al. 2023): the nearly clean steps, where ε is hard to see and the
+        # sketch hardly matters, count less; the noisy steps that decide the field's layout count fully.
+        snr = alpha_bar / (1 - alpha_bar)
+        per_step = snr.clamp_max(MIN_SNR_GAMMA) / snr
+        error = (self.net(noisy, cond, t) - noise) ** 2 * weight * per_step
         return error.sum() / (weight.sum() * field.shape[1]).clamp_min(1.0)
 
     @torch.no_grad()
@@ -157,7 +202,8 @@ class ForceDiffusion(nn.Module):
                 conditional, unconditional = eps.chunk(2)
                 eps = unconditional + guidance * (conditional - unconditional)
             a, a_next = _alpha_bar(t), _alpha_bar(t_next)
-            x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-6, 6)
+            x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-CLAMP, CLAMP)
+            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()  # consistent with the clamped estimate
             x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
         return x
 

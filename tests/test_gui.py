@@ -452,3 +452,242 @@ def test_sketch_tool_degenerate_click_is_a_no_op_with_a_message(block):
     release(block, (0.25, 0.3))
     assert block.session.sketched is None and block.session.solver.force_field() is None
     assert "single point" in block.statusBar().currentMessage()
+
+
+# ------------------------------------------------------------------------------------------------ 3D
+TANK_3D = """
+[scene]
+name = "tank3d"
+dim = 3
+size = [0.3, 0.2, 0.3]
+grid = 20
+
+[[body]]
+material = "water"
+shape = "box"
+min = [0.02, 0.0, 0.02]
+max = [0.12, 0.08, 0.12]
+"""
+TANK_RADIUS = 0.03
+
+
+def test_3d_hit_point_is_the_first_particle_along_the_ray_else_the_floor():
+    from app.gui.mapping import first_particle_hit
+
+    r = 0.01
+    origin, direction = np.zeros(3), np.array([1.0, 0.0, 0.0])
+    beside = (0.5, 1.5 * r, 0.0)  # nearer the camera but not within r of the ray
+    t = first_particle_hit(origin, direction, np.array([(2.0, 0.0, 0.0), (1.0, 0.5 * r, 0.0), beside]), r)
+    assert t == pytest.approx(1.0 - np.sqrt(r * r - (0.5 * r) ** 2))  # where the ray enters the sphere
+    assert first_particle_hit(origin, direction, np.array([(-1.0, 0.0, 0.0), beside]), r) is None
+
+    size = (0.4, 0.3, 0.4)
+    camera = OrbitCamera.default_for(size)
+    front, eye = np.array([0.25, 0.12, 0.3]), camera.eye().astype(float)
+    behind = eye + (front - eye) * 1.5  # on the same ray, further away
+    blob = np.array([front, behind, (0.05, 0.05, 0.05)])
+    m = mapping_for(3, size, 640, 480, camera=camera, particles=blob, particle_radius=r)
+    x, y = m.to_pixel(front)
+    hit = m.hit(x, y)
+    assert abs(np.linalg.norm(hit - front) - r) < 1e-6  # on the front particle's surface, facing us
+    assert np.linalg.norm(hit - eye) < np.linalg.norm(front - eye)
+    floor = np.array([0.3, 0.0, 0.35])
+    x, y = m.to_pixel(floor)
+    assert np.allclose(m.hit(x, y), floor, atol=1e-9)  # no particle there: the floor
+    assert np.allclose(m.to_pixel(m.on_floor(x, y)), (x, y), atol=1e-6)
+    outside = m.on_floor(*m.to_pixel((0.6, 0.0, 0.7)))  # beyond the domain: clamped into it
+    assert outside[1] == 0.0 and outside[0] == pytest.approx(0.4) and outside[2] == pytest.approx(0.4)
+    empty = mapping_for(3, size, 640, 480, camera=camera)  # no particles: only the floor is hit
+    assert empty.hit(*empty.to_pixel(front))[1] == 0.0
+
+
+def test_3d_lift_stroke_lands_on_the_tool_plane_or_the_floor_and_reprojects():
+    from app.gui.mapping import lift_stroke, tool_plane
+
+    size = (0.5, 0.35, 0.5)
+    camera = OrbitCamera.default_for(size, yaw=-40.0, pitch=30.0)
+    fluid = np.random.default_rng(0).uniform((0.1, 0.0, 0.2), (0.3, 0.2, 0.35), (500, 3))
+    plane = tool_plane(camera, fluid, size)
+    m = mapping_for(3, size, 800, 600, 1.0, camera=camera, plane=plane)
+    a = np.linspace(0.0, 2.0 * np.pi, 40)
+    pixels = np.stack([400 + 150 * np.cos(a), 330 + 90 * np.sin(a)], axis=1)  # a loop on screen
+    on_plane = lift_stroke(m, pixels)
+    assert on_plane.shape == (40, 3)
+    assert np.abs((on_plane - plane.point) @ plane.normal).max() < 1e-9
+    assert np.allclose([m.to_pixel(p) for p in on_plane], pixels, atol=1e-6)
+    on_floor = lift_stroke(m, pixels, onto_floor=True)
+    assert on_floor.shape == (40, 3) and np.abs(on_floor[:, 1]).max() < 1e-12
+    assert np.allclose([m.to_pixel(p) for p in on_floor], pixels, atol=1e-6)
+    level = OrbitCamera.default_for(size, pitch=2.0)  # the top rows look above the horizon
+    m2 = mapping_for(3, size, 800, 600, 1.0, camera=level, plane=tool_plane(level, fluid, size))
+    column = [(400.0, y) for y in (0.0, 10.0, 300.0, 590.0)]
+    kept = lift_stroke(m2, column, onto_floor=True)
+    assert 1 <= len(kept) < 4 and np.abs(kept[:, 1]).max() < 1e-12
+    assert len(lift_stroke(m2, column)) == 4  # the plane facing the camera catches every ray
+
+
+@pytest.fixture(scope="module")
+def window3d(qapp, tmp_path_factory):
+    """A second window, on a small 3D tank (grid 20): one 3D solver compile for all the 3D tests."""
+    path = tmp_path_factory.mktemp("scenes3d") / "tank3d.toml"
+    path.write_text(TANK_3D)
+    win = MainWindow(path, play=False)
+    win.resize(1000, 700)
+    win.show()
+    assert QTest.qWaitForWindowExposed(win)
+    yield win
+    win.close()
+
+
+@pytest.fixture
+def tank(window3d):
+    """The 3D window at the scene's start, paused, the default camera, the push tool."""
+    window3d.pause()
+    window3d.reset()
+    window3d.viewport.reset_camera()
+    window3d.set_tool("push")
+    window3d.set_radius(TANK_RADIUS)
+    return window3d
+
+
+def drag_pixels(win, points, button=Qt.MouseButton.LeftButton, mods=Qt.KeyboardModifier.NoModifier):
+    vp = win.viewport
+    QTest.mousePress(vp, button, mods, points[0])
+    for p in points[1:]:
+        QTest.mouseMove(vp, p)
+    QTest.mouseRelease(vp, button, mods, points[-1])
+
+
+def test_3d_camera_orbits_pans_and_zooms_with_the_mouse(tank):
+    vp, cam = tank.viewport, tank.viewport.camera
+    tank.set_tool("camera")
+    yaw, pitch, target = cam.yaw, cam.pitch, cam.target.copy()
+    start = QPoint(300, 250)
+    drag_pixels(tank, [start, start + QPoint(25, 10), start + QPoint(50, 25)])
+    assert cam.yaw == pytest.approx((yaw - 50 * 0.4) % 360) and cam.pitch == pytest.approx(pitch + 10)
+    assert np.array_equal(cam.target, target)  # an orbit turns about the target
+    # The mapping follows the new camera: the tool plane faces it, and pixels round-trip through it.
+    m = vp.mapping()
+    eye = cam.eye() - cam.target
+    assert np.allclose(m.plane.normal, eye / np.linalg.norm(eye), atol=1e-6)
+    water = state(tank)["x"].mean(axis=0)
+    q = m.to_domain(*m.to_pixel(water))
+    assert abs((q - m.plane.point) @ m.plane.normal) < 1e-6
+    assert np.allclose(m.to_pixel(q), m.to_pixel(water), atol=1e-4)
+    # ... and the renderer draws the water where the mapping says it is.
+    rgb, dpr = vp.grab_rgb().astype(int), vp.devicePixelRatioF()
+
+    def blue(point) -> float:  # the share of water-blue pixels around the point's pixel
+        x, y = (round(v * dpr) for v in m.to_pixel(point))
+        r, g, b = np.moveaxis(rgb[y - 3 : y + 4, x - 3 : x + 4], -1, 0)
+        return float(((b > r + 40) & (b > 100)).mean())
+
+    for corner in ((0.03, 0.07, 0.11), (0.11, 0.07, 0.11), (0.07, 0.07, 0.07)):
+        assert blue(corner) > 0.5, corner
+    assert blue((0.25, 0.15, 0.05)) == 0.0  # empty space high up at the back
+    drag_pixels(tank, [start, start + QPoint(40, 0)], mods=Qt.KeyboardModifier.ShiftModifier)
+    assert cam.yaw == pytest.approx((yaw - 20) % 360) and not np.allclose(cam.target, target)  # pans
+    tank.set_tool("push")
+    moved = cam.target.copy()
+    drag_pixels(tank, [start, start + QPoint(0, 30)], Qt.MouseButton.MiddleButton)  # pans with any tool
+    assert cam.target[1] > moved[1] and cam.pitch == pytest.approx(pitch + 10)
+    drag_pixels(tank, [start, start + QPoint(-50, 0)], Qt.MouseButton.RightButton)  # orbits with any tool
+    assert cam.yaw == pytest.approx(yaw % 360)
+    distance = cam.distance
+    wheel = QWheelEvent(
+        QPointF(start), QPointF(vp.mapToGlobal(start)), QPoint(), QPoint(0, 120),
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False,
+    )  # fmt: skip
+    QApplication.sendEvent(vp, wheel)
+    assert cam.distance == pytest.approx(distance / 1.15)
+
+
+def test_3d_pour_lands_where_the_cursor_meets_the_floor(tank):
+    tank.set_tool("pour")
+    spot = np.array([0.22, 0.0, 0.22])  # bare floor in front of the water
+    n0 = tank.session.solver.n
+    press(tank, spot)
+    assert np.allclose(tank.viewport.tool.cursor, spot, atol=0.006)  # the floor under the cursor
+    tank.step()
+    fresh = state(tank)["x"][n0:]
+    assert len(fresh) > 10
+    spacing = tank.session.solver.config.particle_spacing
+    assert np.linalg.norm((fresh - spot)[:, [0, 2]], axis=1).max() < TANK_RADIUS + spacing
+    assert fresh[:, 1].max() < TANK_RADIUS + spacing  # the nozzle just above the floor (its radius)
+    steps(tank, 9)
+    release(tank, spot)
+    tank.step()
+    n = tank.session.solver.n
+    assert n > n0 + 100
+    poured = state(tank)["x"][n0:]
+    assert np.median(np.linalg.norm((poured - spot)[:, [0, 2]], axis=1)) < 2 * TANK_RADIUS  # a puddle
+    tank.step()
+    assert tank.session.solver.n == n  # releasing stops the pour
+
+
+def test_3d_erase_removes_a_ball_at_the_fluid_surface_under_the_cursor(tank):
+    tank.set_tool("erase")
+    face = np.array([0.105, 0.04, 0.12])  # on the side of the water facing the camera
+    x0 = state(tank)["x"]
+    press(tank, face)
+    hit = np.asarray(tank.viewport.tool.cursor)
+    assert np.linalg.norm(hit - face) < 0.012, hit  # the fluid's surface, not the floor or the tool plane
+    release(tank, face)
+    x = state(tank)["x"]
+    assert len(x) < len(x0)
+    assert np.linalg.norm(x - hit, axis=1).min() > TANK_RADIUS
+    far = np.linalg.norm(x0 - hit, axis=1) > TANK_RADIUS + 1e-6
+    assert len(x) == far.sum()  # exactly the ball around the hit point
+
+
+def test_3d_obstacles_stand_on_the_floor_and_a_click_deletes_them(tank):
+    tank.set_tool("obstacle")
+    colliders = tank.session.solver.colliders
+    a, b = np.array([0.16, 0.0, 0.05]), np.array([0.27, 0.0, 0.2])
+    press(tank, a)
+    move(tank, (a + b) / 2)
+    tank.viewport.grab_rgb()  # draws the preview box
+    release(tank, b)
+    assert len(colliders) == 1
+    box = colliders[-1].describe()
+    assert box["shape"] == "box"
+    assert np.allclose(box["min"], (0.16, 0.0, 0.05), atol=0.008), box
+    assert np.allclose(box["max"], (0.27, TANK_RADIUS, 0.2), atol=0.008), box
+    assert box["min"][1] == 0.0 and box["max"][1] == pytest.approx(TANK_RADIUS)  # on the floor
+    top = ((0.16 + 0.27) / 2, TANK_RADIUS, 0.125)
+    press(tank, top)  # a click on the box (its top, well above the floor behind it) deletes it
+    release(tank, top)
+    assert len(colliders) == 0
+    press(tank, (0.2, 0.0, 0.2))
+    release(tank, (0.25, 0.0, 0.2), Qt.KeyboardModifier.ShiftModifier)
+    sphere = colliders[-1].describe()
+    assert sphere["shape"] == "sphere" and sphere["radius"] == pytest.approx(0.05, abs=0.006)
+    assert np.allclose(sphere["center"], (0.2, sphere["radius"], 0.2), atol=0.006)  # resting on the floor
+    assert "⚠" not in tank.statusBar().currentMessage()
+    steps(tank, 2)
+    assert tank.session.last_report.error is None
+
+
+def test_3d_sketch_lifts_strokes_onto_the_tool_plane_or_with_ctrl_the_floor(tank, monkeypatch):
+    tank.set_tool("sketch")
+    session, vp = tank.session, tank.viewport
+    seen = []
+    sketch = session.sketch
+    monkeypatch.setattr(
+        session, "sketch", lambda strokes, *a, **k: seen.append(strokes) or sketch(strokes, *a, **k)
+    )
+    pixels = [QPoint(260 + 20 * i, 300 + (i % 3) * 5) for i in range(8)]
+    plane = vp.mapping().plane
+    drag_pixels(tank, pixels)
+    (stroke,) = seen[-1]
+    drawn = [(p.x(), p.y()) for p in pixels + pixels[-1:]]  # the press, the moves and the release
+    assert stroke.shape == (len(drawn), 3)
+    assert np.abs((stroke - plane.point) @ plane.normal).max() < 1e-9
+    m = vp.mapping()
+    assert np.allclose([m.to_pixel(p) for p in stroke], drawn, atol=1e-4)
+    assert "sketch control needs a 2D scene" in tank.statusBar().currentMessage()
+    assert session.sketched is None and not vp.tool.strokes
+    drag_pixels(tank, pixels, mods=Qt.KeyboardModifier.ControlModifier)
+    (stroke,) = seen[-1]
+    assert stroke.shape == (len(drawn), 3) and np.abs(stroke[:, 1]).max() < 1e-9  # on the floor
+    assert np.allclose([m.to_pixel(p) for p in stroke], drawn, atol=1e-4)

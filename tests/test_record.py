@@ -244,3 +244,36 @@ def test_pouring_a_material_the_weights_never_saw_switches_to_the_solver():
     assert session.mode == "numerical" and "sand" in session.mode_message
     assert session.tick().path == "numerical"
     session.close()
+
+
+TANK_3D = """
+[scene]
+name = "tank3d"
+dim = 3
+size = [0.3, 0.2, 0.3]
+grid = 16
+
+[[body]]
+material = "water"
+shape = "box"
+min = [0.02, 0.0, 0.02]
+max = [0.12, 0.08, 0.12]
+"""
+
+
+def test_record_orbit_turns_the_3d_camera(write_scene, tmp_path):
+    from main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["record", "--scene", "s", "--frames", "1", "--out", "x.mp4"]).orbit == 0.0
+    args = parser.parse_args(["record", "--scene", "s", "--frames", "1", "--out", "x.mp4", "--orbit", "12"])
+    assert args.orbit == 12.0
+    scene = write_scene(TANK_3D, "tank3d.toml")
+    with pytest.raises(RecordError, match="orbit"):
+        record(str(scene), 3, tmp_path / "nan", size="96x64", orbit=float("nan"), progress=False)
+    record(str(scene), 3, tmp_path / "fixed", size="96x64", progress=False)
+    record(str(scene), 3, tmp_path / "orbit", size="96x64", orbit=900.0, progress=False)  # 15 deg/frame
+    fixed, orbit = frame_hashes(tmp_path / "fixed"), frame_hashes(tmp_path / "orbit")
+    assert len(fixed) == len(orbit) == 3
+    assert orbit[0] == fixed[0]  # the first frame shows the default view
+    assert orbit[1] != fixed[1] and orbit[2] != fixed[2] and orbit[1] != orbit[2]

@@ -1,8 +1,12 @@
 """The mouse tools, in domain coordinates: each turns press/move/release into Session verbs.
 
-No Qt here: the viewport maps pixels to domain points (mapping.py) and passes them in, so the same
-gestures are testable without a window. Continuous effects (push, pour, erase while held) are applied
-in before_tick(), once per simulation frame, so a slow frame never queues a backlog of brushes.
+No Qt here: the viewport asks the tool which domain point a pixel means (`locate`, through mapping.py)
+and passes it in, so the same gestures are testable without a window. In 2D that is always the point
+under the cursor. In 3D it depends on the tool: push acts on the tool plane (through the fluid's centroid,
+facing the camera); pour and erase on what the cursor shows (the fluid's surface, else the floor);
+obstacles are drawn on the floor; a sketch stroke lies on the tool plane, or on the floor with Ctrl.
+Continuous effects (push, pour, erase while held) are applied in before_tick(), once per simulation
+frame, so a slow frame never queues a backlog of brushes.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from app.gui.mapping import ToolPlane, ViewMapping, lift_stroke
 from app.session import Session
 
 POUR_NAME = "gui_pour"
@@ -59,6 +64,11 @@ class Tool:
     @property
     def session(self) -> Session:
         return self.host.session
+
+    def locate(self, mapping: ViewMapping, x: float, y: float, mods: Modifiers) -> np.ndarray | None:
+        """The domain point this tool means by widget pixel (x, y); None: no point there (the event is
+        skipped). Default: the point under the cursor (2D), on the tool plane (3D)."""
+        return mapping.to_domain(x, y)
 
     def press(self, p: np.ndarray, mods: Modifiers) -> None:
         self.held, self.cursor, self.mods = True, p, mods
@@ -113,19 +123,40 @@ class PushTool(Tool):
 
 
 class PourTool(Tool):
-    """Hold: an emitter of the selected material at the cursor."""
+    """Hold: an emitter of the selected material at the cursor.
+
+    3D: the nozzle sits a little above the point the cursor shows (the fluid's surface, else the floor).
+    While held it follows the cursor at that point's height (on the horizontal plane through it), so the
+    poured stream itself never lifts it."""
 
     name, label, shortcut = "pour", "Pour", "F"
-    tip = "Pour: hold to pour the selected material at the cursor."
+    tip = "Pour: hold to pour the selected material at the cursor (3D: onto the fluid or the floor it shows)."
+    LIFT_SPACINGS = 2.0  # 3D: the nozzle's height above the hit point, in particle spacings
+
+    def locate(self, mapping, x, y, mods):
+        if mapping.dim == 2:
+            return super().locate(mapping, x, y, mods)
+        if self.held and self.cursor is not None:
+            level = ToolPlane(np.array([0.0, self.cursor[1], 0.0]), np.array([0.0, 1.0, 0.0]))
+            p = mapping.on_plane(x, y, level)
+            if p is not None:
+                return np.clip(p, 0.0, np.asarray(mapping.size, float))
+        return mapping.hit(x, y)
 
     def _velocity(self) -> np.ndarray:
         v = np.zeros(self.session.dim)
         v[1] = -self.host.settings.pour_speed
         return v
 
+    def _nozzle(self) -> np.ndarray:
+        center = np.asarray(self.cursor, float).copy()
+        if self.session.dim == 3:
+            center[1] += self.LIFT_SPACINGS * self.session.solver.config.particle_spacing
+        return center
+
     def _start(self) -> None:
         s = self.host.settings
-        self.session.pour(self.cursor, s.radius, self._velocity(), s.material, name=POUR_NAME)
+        self.session.pour(self._nozzle(), s.radius, self._velocity(), s.material, name=POUR_NAME)
         self._placed = np.asarray(self.cursor, float)
 
     def press(self, p, mods):
@@ -150,7 +181,12 @@ class EraseTool(Tool):
     """Hold: remove particles within the radius (also those that flow in while held)."""
 
     name, label, shortcut = "erase", "Erase", "E"
-    tip = "Erase: hold and drag to remove particles under the cursor."
+    tip = "Erase: hold and drag to remove particles under the cursor (3D: a ball at the fluid's surface)."
+
+    def locate(self, mapping, x, y, mods):
+        # 3D: the ball is centred where the cursor meets the fluid (else the floor): it removes what the
+        # user sees, and dragging on digs into the hole.
+        return super().locate(mapping, x, y, mods) if mapping.dim == 2 else mapping.hit(x, y)
 
     def _erase(self) -> None:
         self.session.erase(self.cursor, self.host.settings.radius)
@@ -172,12 +208,50 @@ class EraseTool(Tool):
 class ObstacleTool(Tool):
     """Drag: a box (Shift: a circle/sphere). Click on an obstacle: delete it.
 
-    3D: the box spans the dragged rectangle on the tool plane and is at least the tool radius deep on
-    every axis; the sphere is centred where the drag started."""
+    3D: obstacles stand on the floor. The drag's ends are floor points (y = 0); the box spans them in x
+    and z and is the tool radius tall; the sphere (Shift) is centred above the drag's start, resting on
+    the floor, with the drag's length as radius. A click deletes the first obstacle along the ray."""
 
     name, label, shortcut = "obstacle", "Obstacle", "O"
-    tip = "Obstacle: drag to draw a box (Shift: a circle); click an obstacle to delete it."
+    tip = (
+        "Obstacle: drag to draw a box (Shift: a circle; 3D: on the floor, a box the tool radius tall or a "
+        "sphere); click an obstacle to delete it."
+    )
     shows_radius = False
+    RAY_SAMPLES = 256  # 3D: points tested along the cursor's ray for an obstacle to delete
+
+    def locate(self, mapping, x, y, mods):
+        if mapping.dim == 2:
+            return super().locate(mapping, x, y, mods)
+        floor = mapping.on_floor(x, y)
+        if not self.held:  # a press: an obstacle in front of the floor is the one to delete
+            inside = self._obstacle_on_ray(mapping, x, y)
+            if inside is not None:
+                return inside
+        return floor
+
+    def _obstacle_on_ray(self, mapping, x, y) -> np.ndarray | None:
+        """The first of RAY_SAMPLES points along the ray inside the domain (up to the floor) that lies in
+        an obstacle, or None."""
+        colliders = self.session.solver.colliders
+        if not colliders:
+            return None
+        origin, direction = mapping.ray(x, y)
+        size = np.asarray(mapping.size, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t0, t1 = (0.0 - origin) / direction, (size - origin) / direction
+        near = np.nanmax(np.minimum(t0, t1))
+        far = np.nanmin(np.maximum(t0, t1))
+        if direction[1] < 0:  # stop at the floor
+            far = min(far, -origin[1] / direction[1])
+        near = max(near, 0.0)
+        if not far > near:
+            return None
+        points = origin + np.linspace(near, far, self.RAY_SAMPLES)[:, None] * direction
+        inside = np.zeros(len(points), bool)
+        for c in colliders:
+            inside |= np.asarray(c.signed_distance(points)) <= 0
+        return points[int(np.argmax(inside))] if inside.any() else None
 
     def __init__(self, host):
         super().__init__(host)
@@ -211,6 +285,8 @@ class ObstacleTool(Tool):
         a, b = np.clip(a, 0.0, size), np.clip(b, 0.0, size)
         if float(np.linalg.norm(b - a)) < 2 * spacing:
             return None
+        if self.session.dim == 3:
+            return self._on_floor(a, b, circle, spacing)
         if circle:
             return {"shape": "sphere", "center": a.tolist(), "radius": float(np.linalg.norm(b - a))}
         lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -218,6 +294,21 @@ class ObstacleTool(Tool):
         mid = (lo + hi) / 2
         grow = hi - lo < thin
         lo[grow], hi[grow] = mid[grow] - thin / 2, mid[grow] + thin / 2
+        return {"shape": "box", "min": lo.tolist(), "max": hi.tolist()}
+
+    def _on_floor(self, a: np.ndarray, b: np.ndarray, sphere: bool, spacing: float) -> dict:
+        """3D: a box spanning a and b in x and z, standing on the floor and the tool radius tall (walls at
+        least a cell thick), or a sphere resting on the floor above a."""
+        a, b = a * (1, 0, 1), b * (1, 0, 1)
+        if sphere:
+            radius = float(np.linalg.norm(b - a))
+            return {"shape": "sphere", "center": [a[0], radius, a[2]], "radius": radius}
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        thin, mid = 2 * spacing, (lo + hi) / 2
+        grow = hi - lo < thin
+        grow[1] = False
+        lo[grow], hi[grow] = mid[grow] - thin / 2, mid[grow] + thin / 2
+        hi[1] = max(self.host.settings.radius, thin)
         return {"shape": "box", "min": lo.tolist(), "max": hi.tolist()}
 
     def overlay(self, mapping) -> list[np.ndarray]:
@@ -244,16 +335,33 @@ class CameraTool(Tool):
 
 class SketchTool(Tool):
     """Draw strokes: an open stroke moves the fluid along it, a closed loop gathers it inside. Each new
-    stroke joins the sketch and re-plans; Esc clears it."""
+    stroke joins the sketch and re-plans; Esc clears it.
+
+    3D: a stroke is lifted into the scene (mapping.lift_stroke) onto the plane through the fluid's centroid
+    facing the camera, or onto the floor when Ctrl is held as it starts (Shift and Ctrl carry no meaning
+    for this tool in 2D). The plane is fixed for the whole stroke; points off the floor are skipped."""
 
     name, label, shortcut = "sketch", "Sketch", "K"
-    tip = "Sketch: draw a path to move the fluid along it, or a loop to gather it there. Esc clears."
+    tip = (
+        "Sketch: draw a path to move the fluid along it, or a loop to gather it there. Esc clears. "
+        "3D: strokes lie on the plane through the fluid facing you; hold Ctrl to draw on the floor."
+    )
     shows_radius = False
 
     def __init__(self, host):
         super().__init__(host)
         self.strokes: list[list[np.ndarray]] = []
         self.current: list[np.ndarray] | None = None
+        self._lift: tuple[ViewMapping, bool] | None = None  # 3D: the stroke's mapping and surface
+
+    def locate(self, mapping, x, y, mods):
+        if mapping.dim == 2:
+            return super().locate(mapping, x, y, mods)
+        if not self.held or self._lift is None:  # a stroke starts: freeze its plane (and camera)
+            self._lift = (mapping, mods.ctrl)
+        frozen, onto_floor = self._lift
+        points = lift_stroke(frozen, [(x, y)], onto_floor)
+        return points[0] if len(points) else None
 
     def press(self, p, mods):
         super().press(p, mods)
@@ -266,6 +374,7 @@ class SketchTool(Tool):
 
     def release(self, p, mods):
         super().release(p, mods)
+        self._lift = None
         if self.current is None:
             return
         self.current.append(np.asarray(p, float))
@@ -284,6 +393,7 @@ class SketchTool(Tool):
 
     def cancel(self) -> None:
         self.current = None
+        self._lift = None
         super().cancel()
 
     def overlay(self, mapping) -> list[np.ndarray]:

@@ -115,13 +115,23 @@ class Viewport(QOpenGLWidget):
         """Pixels <-> domain for what is on screen now (see mapping.py)."""
         w, h = self.framebuffer_size()
         scene = self.session.scene
-        plane = None
+        plane, particles, radius = None, None, 0.0
         if scene.dim == 3:
-            self.frame_view()
+            view = self.frame_view()
             normal = self.camera.eye().astype(float) - self.camera.target.astype(float)
             plane = ToolPlane(np.asarray(self._centroid, float), normal / np.linalg.norm(normal))
+            particles, radius = view.positions, view.particle_radius * self.draw_scale  # as drawn
         return mapping_for(
-            scene.dim, scene.size, w, h, self.devicePixelRatioF(), self.pan_zoom, self.camera, plane
+            scene.dim,
+            scene.size,
+            w,
+            h,
+            self.devicePixelRatioF(),
+            self.pan_zoom,
+            self.camera,
+            plane,
+            particles,
+            radius,
         )
 
     # ----------------------------------------------------------------------------------- drawing
@@ -162,6 +172,11 @@ class Viewport(QOpenGLWidget):
         return rows[:, : w * 3].reshape(h, w, 3).copy()
 
     # ------------------------------------------------------------------------------------- mouse
+    def _locate(self, event: QMouseEvent) -> np.ndarray | None:
+        """The domain point the current tool means by the event's pixel (see Tool.locate)."""
+        pos = event.position()
+        return self.tool.locate(self.mapping(), pos.x(), pos.y(), _mods(event))
+
     def _navigation(self, event: QMouseEvent) -> str | None:
         """Which camera drag a press starts, if any."""
         button, three_d = event.button(), self.session.dim == 3
@@ -181,9 +196,10 @@ class Viewport(QOpenGLWidget):
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
             return
         if event.button() == Qt.MouseButton.LeftButton:
-            pos = event.position()
-            self.tool.press(self.mapping().to_domain(pos.x(), pos.y()), _mods(event))
-            self.invalidate()
+            p = self._locate(event)
+            if p is not None:
+                self.tool.press(p, _mods(event))
+                self.invalidate()
 
     @guarded
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -193,7 +209,10 @@ class Viewport(QOpenGLWidget):
             self._nav = (self._nav[0], pos)
             self.update()
             return
-        self.tool.move(self.mapping().to_domain(pos.x(), pos.y()), _mods(event))
+        p = self._locate(event)
+        if p is None:  # nothing there for this tool (a 3D ray above the floor's horizon)
+            return
+        self.tool.move(p, _mods(event))
         if self.tool.held and self.tool.name == "erase":
             self.invalidate()  # erasing changed the particles
         else:
@@ -206,8 +225,8 @@ class Viewport(QOpenGLWidget):
             self.set_tool(self.tool.name)  # restores the tool's cursor
             return
         if event.button() == Qt.MouseButton.LeftButton and self.tool.held:
-            pos = event.position()
-            self.tool.release(self.mapping().to_domain(pos.x(), pos.y()), _mods(event))
+            p = self._locate(event)
+            self.tool.release(p if p is not None else self.tool.cursor, _mods(event))
             self.invalidate()
 
     def _navigate(self, kind: str, last: QPointF, pos: QPointF) -> None:
