@@ -1,18 +1,29 @@
-"""`bench neural`: hybrid against the solver (latency) and against low-resolution MPM (accuracy), one run."""
+"""`bench neural`: hybrid against the solver (latency) and against low-resolution MPM (accuracy), one run;
+in 2D (water2d weights, dam_break) and, when water3d weights ship, in 3D (dam_break_3d)."""
 
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from neural.catalog import make_stepper
 from neural.evaluate import evaluate
-from neural.stepper import HybridStepper, NumericalStepper
+from neural.families import DOMAIN
+from neural.grid import ModelGrid
+from neural.model import bf16_autocast
+from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 from sim.bench import record
 from sim.build import build_solver
 from sim.scene import load_scene
 
 FAMILY = "water2d"
+FAMILY_3D = "water3d"
+# dam_break_3d at 12 particles per cell (instead of 8) holds 32.8k particles on its 40-cell grid.
+DAM_BREAK_3D_PPC = 12
 
 
 def _median_ms(stepper, solver, frames: int) -> float:
@@ -34,12 +45,108 @@ def latency_records(frames: int) -> list[dict]:
         hybrid_ms = _median_ms(hybrid, solver, frames)
         records += [
             record(f"neural.numerical.ms_per_frame.{label}", numerical_ms, "ms", particles=solver.n),
-            record(f"neural.hybrid.ms_per_frame.{label}", hybrid_ms, "ms", particles=solver.n,
-                   fallback_rate=hybrid.fallback_rate),
-            record(f"neural.hybrid_vs_numerical.latency_ratio.{label}", hybrid_ms / numerical_ms, "x",
-                   target="<= 0.2"),
+            record(
+                f"neural.hybrid.ms_per_frame.{label}",
+                hybrid_ms,
+                "ms",
+                particles=solver.n,
+                fallback_rate=hybrid.fallback_rate,
+            ),
+            record(
+                f"neural.hybrid_vs_numerical.latency_ratio.{label}",
+                hybrid_ms / numerical_ms,
+                "x",
+                target="<= 0.2",
+            ),
         ]
         solver.close()
+    return records
+
+
+def autocast_records(network, solver, repeats: int = 5) -> list[dict]:
+    """One forward at a 3D family's full grid (the 1 m cube) on the solver's particles, in float32 and under
+    bfloat16 autocast: the median latency of each and the largest difference of the predicted velocities."""
+    grid = ModelGrid(3, network.spec.h, (DOMAIN,) * 3)
+    features = NeuralStepper(network).features(solver, grid)[None]
+    gravity = solver.gravity.to_numpy().astype(np.float32)
+    out, ms = {}, {}
+    for name, on in (("fp32", False), ("bf16", True)):
+        with torch.no_grad(), bf16_autocast(on):
+            network(features, gravity=gravity)  # warm up
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                out[name] = network(features, gravity=gravity)
+                times.append((time.perf_counter() - start) * 1e3)
+        ms[name] = statistics.median(times)
+    shape = "x".join(map(str, grid.shape))
+    return [
+        record("neural3d.forward_ms.fp32", ms["fp32"], "ms", grid=shape),
+        record("neural3d.forward_ms.bf16", ms["bf16"], "ms", grid=shape),
+        record(
+            "neural3d.bf16_vs_fp32.max_abs_velocity", float((out["fp32"] - out["bf16"]).abs().max()), "m/s"
+        ),
+    ]
+
+
+def latency_records_3d(frames: int) -> list[dict]:
+    """dam_break_3d at 32.8k particles: the hybrid with the water3d weights against the solver."""
+    scene = load_scene("dam_break_3d", {"particles_per_cell": DAM_BREAK_3D_PPC})
+    hybrid, message = make_stepper("hybrid", scene, FAMILY_3D)
+    if not isinstance(hybrid, HybridStepper):
+        raise RuntimeError(message)
+    solver = build_solver(scene)
+    records = autocast_records(hybrid.neural.model, solver)
+    numerical_ms = _median_ms(NumericalStepper(), solver, frames)
+    hybrid_ms = _median_ms(hybrid, solver, frames)
+    records += [
+        record("neural3d.numerical.ms_per_frame", numerical_ms, "ms", particles=solver.n),
+        record(
+            "neural3d.hybrid.ms_per_frame",
+            hybrid_ms,
+            "ms",
+            particles=solver.n,
+            fallback_rate=hybrid.fallback_rate,
+            autocast=hybrid.neural.autocast,
+        ),
+        record(
+            "neural3d.hybrid_vs_numerical.latency_ratio",
+            hybrid_ms / numerical_ms,
+            "x",
+            target="<= 0.25",
+            particles=solver.n,
+        ),
+    ]
+    solver.close()
+    return records
+
+
+def neural3d_records(quick: bool = False) -> list[dict]:
+    weights = find_weights_dir() / f"{FAMILY_3D}.safetensors"
+    if not weights.is_file():
+        print(
+            f"bench neural: skipping the neural3d records: {weights} not found "
+            f"(train it with `python main.py train --family {FAMILY_3D}`)"
+        )
+        return []
+    report = evaluate(FAMILY_3D, weights, rollouts=1 if quick else 2, frames=20 if quick else 60)
+    rmse = report["mass_rmse"]
+    records = latency_records_3d(3 if quick else 10)
+    records += [
+        record(
+            "neural3d.hybrid_vs_lowres.rmse_ratio",
+            rmse["hybrid"] / rmse["lowres"],
+            "x",
+            target="<= 1.0",
+            lowres=report["lowres"],
+            hybrid_ms=report["ms_per_frame"]["hybrid"],
+            lowres_ms=report["ms_per_frame"]["lowres"],
+        ),
+        record("neural3d.hybrid.mass_rmse", rmse["hybrid"], ""),
+        record("neural3d.neural_only.mass_rmse", rmse["neural"], ""),
+        record("neural3d.lowres.mass_rmse", rmse["lowres"], ""),
+        record("neural3d.fallback_rate", report["fallback_rate"], ""),
+    ]
     return records
 
 
@@ -49,9 +156,15 @@ def neural_records(quick: bool = False) -> list[dict]:
     rmse = report["mass_rmse"]
     records = latency_records(5 if quick else 15)
     records += [
-        record("neural.hybrid_vs_lowres.rmse_ratio", rmse["hybrid"] / rmse["lowres"], "x", target="<= 1.0",
-               lowres=report["lowres"], hybrid_ms=report["ms_per_frame"]["hybrid"],
-               lowres_ms=report["ms_per_frame"]["lowres"]),
+        record(
+            "neural.hybrid_vs_lowres.rmse_ratio",
+            rmse["hybrid"] / rmse["lowres"],
+            "x",
+            target="<= 1.0",
+            lowres=report["lowres"],
+            hybrid_ms=report["ms_per_frame"]["hybrid"],
+            lowres_ms=report["ms_per_frame"]["lowres"],
+        ),
         record("neural.hybrid.mass_rmse", rmse["hybrid"], ""),
         record("neural.neural_only.mass_rmse", rmse["neural"], ""),
         record("neural.lowres.mass_rmse", rmse["lowres"], ""),
@@ -61,4 +174,4 @@ def neural_records(quick: bool = False) -> list[dict]:
         record("neural.cosine_trigger.precision", report["cosine_trigger"]["precision"], ""),
         record("neural.cosine_trigger.recall", report["cosine_trigger"]["recall"], ""),
     ]
-    return records
+    return records + neural3d_records(quick)

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from neural.families import DOMAIN, FAMILY_DIM, FAMILY_MAX_SPEED, FRAME_DT, random_scene
+from neural.families import FAMILY_DIM, FAMILY_MODEL_H, FRAME_DT, family_max_speed, random_scene
 from neural.grid import ModelGrid, frame_features, mass_weighted, velocity_of
 from sim.atomic import atomic_path
 from sim.forcefield import upsample
 
 SUB_INTERVALS = 4  # grid velocity fields predicted per frame
-MODEL_H = DOMAIN / 64  # the learned grid's cell size (m)
 CAPACITY = 60_000
 FORCE_PROBABILITY = 0.5
 
@@ -48,15 +47,16 @@ class _Forces:
 
     def __init__(self, rng: np.random.Generator, frames: int, solver):
         self.rng, self.solver = rng, solver
+        dim = solver.dim
         self.kind = None
         if rng.random() < FORCE_PROBABILITY:
             self.kind = "brush" if rng.random() < 0.5 else "field"
         self.start = int(rng.integers(0, max(1, frames // 2)))
         self.length = int(rng.integers(10, 40))
-        self.brush_path = rng.uniform(0.1, 0.9, (2, 2))
+        self.brush_path = rng.uniform(0.1, 0.9, (2, dim))
         self.brush_radius = float(rng.uniform(0.08, 0.2))
         self.brush_strength = float(rng.uniform(20, 150))
-        self.brush_direction = rng.normal(size=2) if rng.random() < 0.7 else None
+        self.brush_direction = rng.normal(size=dim) if rng.random() < 0.7 else None
 
     def apply(self, frame: int) -> None:
         from sim.solver import Brush
@@ -73,7 +73,8 @@ class _Forces:
                 )
         elif self.kind == "field" and frame == self.start:
             keys, cells = self.solver.config.force_keys, self.solver.force_cells
-            coarse = self.rng.normal(0.0, 9.81, (keys, 4, 4, 2))
+            dim = self.solver.dim
+            coarse = self.rng.normal(0.0, 9.81, (keys, *(4,) * dim, dim))
             fine = upsample(coarse, cells)
             t0 = self.solver.time
             self.solver.set_force_field(fine, t0, t0 + self.length * FRAME_DT)
@@ -89,7 +90,7 @@ def _family_solver(family: str):
     scene = parse_scene(random_scene(family, np.random.default_rng(0)), f"<{family}>")
     config = solver_config(scene, CAPACITY)
     # One sound speed and dt for the whole family: the fastest flow any of its scenes can reach.
-    config.max_speed = FAMILY_MAX_SPEED
+    config.max_speed = family_max_speed(family)
     solver = MPMSolver(config)
     from sim.materials import Material, resolve
 
@@ -108,12 +109,13 @@ def _seed_trajectory(solver, family: str, rng: np.random.Generator):
     from sim.scene import parse_scene
 
     scene = parse_scene(random_scene(family, rng), f"<{family}>")
+    d = solver.dim
     solver.replace_colliders(list(scene.obstacles))
     solver.replace_materials([])
     solver.set_particles(
         {
             k: np.zeros((0,) + s)
-            for k, s in {"x": (2,), "v": (2,), "C": (2, 2), "F": (2, 2), "J": (), "slot": ()}.items()
+            for k, s in {"x": (d,), "v": (d,), "C": (d, d), "F": (d, d), "J": (), "slot": ()}.items()
         }
     )
     solver.clear_force_field()
@@ -136,9 +138,10 @@ def _particle_tensors(solver):
 def generate_trajectory(solver, family: str, index: int, frames: int, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([seed, index])
     scene = _seed_trajectory(solver, family, rng)
-    grid = ModelGrid(2, MODEL_H, scene.size)
+    dim, h = scene.dim, FAMILY_MODEL_H[family]
+    grid = ModelGrid(dim, h, scene.size)
     solid = torch.from_numpy(grid.solid_mask(scene.obstacles))
-    nodes = grid.node_positions().reshape(-1, 2)
+    nodes = grid.node_positions().reshape(-1, dim)
     forces = _Forces(rng, frames, solver)
     state, mass, volume = _particle_tensors(solver)
     material = torch.from_numpy(state["material"])
@@ -148,7 +151,7 @@ def generate_trajectory(solver, family: str, index: int, frames: int, seed: int)
     for frame in range(frames):
         forces.apply(frame)
         accel = solver.external_acceleration(nodes, solver.time + FRAME_DT / 2)
-        accel = torch.from_numpy(accel.T.reshape(2, *grid.shape).copy())
+        accel = torch.from_numpy(accel.T.reshape(dim, *grid.shape).copy())
         x0, v0 = torch.from_numpy(xs[-1]), torch.from_numpy(vs[-1])
         features.append(frame_features(x0, v0, mass_t, volume_t, material, solid, accel, prev_velocity, grid))
         prev_velocity = velocity_of(features[-1])
@@ -170,7 +173,7 @@ def generate_trajectory(solver, family: str, index: int, frames: int, seed: int)
         "size": list(scene.size),
         "particles": len(mass),
         "forces": forces.kind,
-        "h": MODEL_H,
+        "h": h,
         "sub_intervals": SUB_INTERVALS,
         "frame_dt": FRAME_DT,
         "solver_grid": scene.grid,

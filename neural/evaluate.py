@@ -1,8 +1,8 @@
 """Guard calibration and evaluation of the learned stepper on held-out initial conditions.
 
-Metric: the normalised grid mass RMSE. Particle mass goes onto a 128-cell grid over the domain with the
-quadratic B-spline, is divided by the reference frame's largest cell mass, and the RMSE is taken over the
-cells against full-resolution MPM at the same frame.
+Metric: the normalised grid mass RMSE. Particle mass goes onto a 128-cell grid (2D) or a 64-cell grid (3D)
+over the domain with the quadratic B-spline, is divided by the reference frame's largest cell mass, and the
+RMSE is taken over the cells against full-resolution MPM at the same frame.
 """
 
 from __future__ import annotations
@@ -16,22 +16,24 @@ import numpy as np
 import torch
 
 from neural.data import _family_solver, _seed_trajectory
-from neural.families import FAMILY_MAX_SPEED
+from neural.families import FAMILY_DIM, family_max_speed
 from neural.grid import PAD, ModelGrid, p2g
 from neural.guard import Guard
 from neural.model import load_weights
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper
 from sim import state as state_io
 
-METRIC_CELLS = 128
+METRIC_CELLS = 128  # 2D: twice the 2D families' solver resolution
+METRIC_CELLS_3D = 64  # 3D: twice the 3D families' solver resolution, 64^3 cells
 HELD_OUT_SEED = 10_000  # training shards use small seeds; evaluation and calibration never see them
 CALIBRATION_SEED = 20_000
 NEEDS_FALLBACK_TOLERANCE = 0.02  # one-frame mass RMSE above which a learned frame "needs" the solver
 
 
 def mass_grid(x: np.ndarray, mass: np.ndarray, size) -> np.ndarray:
-    """Particle mass on a METRIC_CELLS grid over the domain (interior nodes only)."""
-    grid = ModelGrid(len(size), max(size) / METRIC_CELLS, tuple(size))
+    """Particle mass on a METRIC_CELLS (2D) or METRIC_CELLS_3D (3D) grid over the domain (interior nodes)."""
+    cells = METRIC_CELLS if len(size) == 2 else METRIC_CELLS_3D
+    grid = ModelGrid(len(size), max(size) / cells, tuple(size))
     out = p2g(
         torch.from_numpy(np.ascontiguousarray(x, np.float32)),
         torch.from_numpy(mass.astype(np.float32))[:, None],
@@ -110,7 +112,7 @@ def _lowres_solver(family: str, grid: int, ppc: int):
     raw = random_scene(family, np.random.default_rng(0))
     raw["scene"].update(grid=grid, particles_per_cell=ppc)
     config = solver_config(parse_scene(raw, "<lowres>"), 60_000)
-    config.max_speed = FAMILY_MAX_SPEED
+    config.max_speed = family_max_speed(family)
     return MPMSolver(config)
 
 
@@ -144,18 +146,34 @@ def precision_recall(fired: list[bool], needed: list[bool]) -> tuple[float, floa
     return float(precision), float(recall)
 
 
-LOWRES_CANDIDATES = ((48, 4), (40, 2), (32, 4), (32, 2), (24, 2), (16, 2))  # (grid, particles per cell)
+# Low-resolution MPM at the hybrid's wall time: (grid, particles per cell), most accurate first; the first
+# whose frame costs no more than a hybrid frame is chosen. 2D, against the families' (64, 4):
+LOWRES_CANDIDATES = ((48, 4), (40, 2), (32, 4), (32, 2), (24, 2), (16, 2))
+# 3D, against the families' (32, 8): coarser grids at the same 8 particles per cell. Particles ~ grid^3 and
+# substeps ~ grid, so a frame costs ~(grid/32)^4 of full MPM (0.59, 0.32, 0.15, 0.06, 0.02), down to a floor
+# of fixed per-substep costs: on a held-out water3d scene full MPM took 115 ms a frame, 24x8 48 ms, 20x8
+# 23 ms, 16x8 11 ms, while 20x1 (12 ms) and 16x1 (14 ms) saved nothing over 16x8, so fewer particles per cell
+# buy no speed, only noise (at 1 per cell a 16-cell grid spaces particles 1/16 m, coarser than the metric).
+LOWRES_CANDIDATES_3D = ((28, 8), (24, 8), (20, 8), (16, 8), (12, 8))
 
 
-def evaluate(family: str, weights: Path, rollouts: int = 4, frames: int = 100, plots: Path | None = None,
-             lowres_candidates=LOWRES_CANDIDATES) -> dict:
+def evaluate(
+    family: str,
+    weights: Path,
+    rollouts: int = 4,
+    frames: int = 100,
+    plots: Path | None = None,
+    lowres_candidates=None,
+) -> dict:
+    if lowres_candidates is None:
+        lowres_candidates = LOWRES_CANDIDATES if FAMILY_DIM[family] == 2 else LOWRES_CANDIDATES_3D
     network = load_weights(weights)
     guard_file = weights.with_suffix(".guard.json")
     solver = _family_solver(family)
     results = {k: [] for k in ("neural", "hybrid", "lowres")}
     timing = {k: [] for k in ("numerical", "neural", "hybrid", "lowres")}
     fallback, quality, cosine_quality = [], {"fired": [], "needed": []}, {"fired": [], "needed": []}
-    lowres_choice = None
+    lowres_choice, lowres_costs, low = None, {}, None
     curves = []
     for r in range(rollouts):
         scene, start = seeded(solver, family, HELD_OUT_SEED + r)
@@ -186,22 +204,26 @@ def evaluate(family: str, weights: Path, rollouts: int = 4, frames: int = 100, p
                 fallback.append(stepper.fallback_rate)
         hybrid_ms = float(np.median(timing["hybrid"]))
         if lowres_choice is None:  # the coarse MPM whose frame costs what a hybrid frame costs
-            costs = {}
+            costs, timed = {}, {}
             for grid, ppc in lowres_candidates:
-                low = _lowres_solver(family, grid, ppc)
-                _seed_trajectory(low, family, np.random.default_rng(HELD_OUT_SEED + r))
+                candidate = timed[(grid, ppc)] = _lowres_solver(family, grid, ppc)
+                _seed_trajectory(candidate, family, np.random.default_rng(HELD_OUT_SEED + r))
                 for _ in range(3):
-                    low.step_frame()
+                    candidate.step_frame()
                 t = time.perf_counter()
                 for _ in range(5):
-                    low.step_frame()
+                    candidate.step_frame()
                 costs[(grid, ppc)] = (time.perf_counter() - t) / 5 * 1e3
-                low.close()
             affordable = [c for c in lowres_candidates if costs[c] <= hybrid_ms] or [
                 min(costs, key=costs.get)
             ]
             lowres_choice = affordable[0]
-        low = _lowres_solver(family, *lowres_choice)
+            lowres_costs = {f"{g}x{ppc}": ms for (g, ppc), ms in costs.items()}
+            # One low-resolution solver serves every rollout (reseeding resets it completely): building
+            # another would compile its kernels again, which dominates a short 3D evaluation.
+            low = timed.pop(lowres_choice)
+            for other in timed.values():
+                other.close()
         _seed_trajectory(low, family, np.random.default_rng(HELD_OUT_SEED + r))
         out = run(low, NumericalStepper(), frames)
         low_mass = low.masses()
@@ -209,7 +231,6 @@ def evaluate(family: str, weights: Path, rollouts: int = 4, frames: int = 100, p
         results["lowres"].append(
             [mass_rmse(x, low_mass, ref, masses, scene.size) for x, ref in zip(out.positions, reference)]
         )
-        low.close()
         q = guard_quality(
             solver,
             NeuralStepper(network, weights.stem),
@@ -231,6 +252,8 @@ def evaluate(family: str, weights: Path, rollouts: int = 4, frames: int = 100, p
             cosine_quality[key] += qc[key]
         curves.append({k: results[k][-1] for k in results})
     solver.close()
+    if low is not None:
+        low.close()
     summary = {k: float(np.mean([np.mean(e) for e in v])) for k, v in results.items()}
     ms = {k: float(np.median(v)) for k, v in timing.items()}
     precision, recall = precision_recall(quality["fired"], quality["needed"])
@@ -243,6 +266,7 @@ def evaluate(family: str, weights: Path, rollouts: int = 4, frames: int = 100, p
         "mass_rmse": summary,
         "ms_per_frame": ms,
         "lowres": {"grid": lowres_choice[0], "ppc": lowres_choice[1]},
+        "lowres_candidates_ms": lowres_costs,
         "fallback_rate": float(np.mean(fallback)),
         "guard": {
             "precision": precision,

@@ -1,37 +1,70 @@
 """Random initial conditions of each training family, as scene dictionaries (validated by sim.scene).
 
-Every family lives in one 1 m square domain (so one solver serves a whole dataset without recompiling);
-a random right wall, as an obstacle, varies where the fluid meets a wall.
+Every family lives in one 1 m square (2D) or cube (3D) domain, so one solver serves a whole dataset without
+recompiling; a random right wall, as an obstacle, varies where the fluid meets a wall. The 2D families are
+simulated at 1/64 m with 4 particles per cell, the 3D ones at 1/32 m with 8 (so a 3D frame stays affordable
+on a CPU); each family's learned grid has its solver's cell size.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-FAMILY_DIM = {"water2d": 2, "water_ramps2d": 2, "sand_ramps2d": 2, "water_sand2d": 2}
+FAMILY_DIM = {
+    "water2d": 2,
+    "water_ramps2d": 2,
+    "sand_ramps2d": 2,
+    "water_sand2d": 2,
+    "water3d": 3,
+    "sand3d": 3,
+}
 FAMILY_MATERIALS = {
     "water2d": ["water"],
     "water_ramps2d": ["water"],
     "sand_ramps2d": ["sand"],
     "water_sand2d": ["water", "sand"],
+    "water3d": ["water"],
+    "sand3d": ["sand"],
 }
 DOMAIN = 1.0
-SOLVER_GRID = 64  # the family's full-resolution MPM: 1/64 m cells
+SOLVER_GRID = 64  # the 2D families' full-resolution MPM: 1/64 m cells (4 particles per cell)
+SOLVER_GRID_3D = 32  # the 3D families': 1/32 m cells (8 particles per cell)
+# Cells along the domain of each family's full-resolution MPM; the learned grid has the same cell size.
+FAMILY_SOLVER_GRID = {f: SOLVER_GRID if d == 2 else SOLVER_GRID_3D for f, d in FAMILY_DIM.items()}
+FAMILY_MODEL_H = {f: DOMAIN / g for f, g in FAMILY_SOLVER_GRID.items()}  # the learned grid's cell size (m)
 FRAME_DT = 1.0 / 60.0
 MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
-# The fastest flow any scene of a family can reach: one sound speed and dt for the whole dataset.
+# The fastest flow any scene of a 2D family can reach: one sound speed and dt for the whole dataset.
 FAMILY_MAX_SPEED = (2 * 9.81 * DOMAIN + 2 * MAX_INITIAL_SPEED**2) ** 0.5
+BLOCK_SIZE = (0.08, 0.32)  # m, side of a 2D block
+BLOCK_SIZE_3D = (0.15, 0.4)  # m, side of a 3D block
+MAX_PARTICLES_3D = 28_000  # a 3D scene's particle budget: a block that would exceed it is left out
 
 
-def _block(rng, size_range, lo_y=0.0, taken=()) -> tuple[list[float], list[float]] | None:
-    """A random box inside the domain that does not overlap the boxes in `taken`."""
+def family_max_speed(family: str) -> float:
+    """The fastest flow any scene of `family` can reach (FAMILY_MAX_SPEED in 2D; in 3D a water block's
+    initial velocity has three random components)."""
+    return (2 * 9.81 * DOMAIN + FAMILY_DIM[family] * MAX_INITIAL_SPEED**2) ** 0.5
+
+
+def family_particles(family: str, volume: float) -> int:
+    """About how many particles the family's solver puts into `volume` (m^dim) of material."""
+    dim = FAMILY_DIM[family]
+    return int(round(volume * 2**dim * FAMILY_SOLVER_GRID[family] ** dim / DOMAIN**dim))
+
+
+def _block(rng, size_range, lo_y=0.0, taken=(), dim=2, on_floor=False):
+    """A random box inside the domain that does not overlap the boxes in `taken`, as ([min], [max]); None
+    if none was found. In 2D the random draws are those of the original two-axis version, so 2D datasets
+    regenerate bit for bit."""
     for _ in range(50):
-        w, h = rng.uniform(*size_range, 2)
-        x0 = rng.uniform(0.0, DOMAIN - w)
-        y0 = rng.uniform(lo_y, DOMAIN - h)
-        lo, hi = np.array([x0, y0]), np.array([x0 + w, y0 + h])
+        extent = rng.uniform(*size_range, dim)
+        lo = np.array([rng.uniform(lo_y if d == 1 else 0.0, DOMAIN - extent[d]) for d in range(dim)])
+        if on_floor:
+            lo[1] = 0.0
+        hi = lo + extent
         if all(np.any(hi <= a) or np.any(lo >= b) for a, b in taken):
-            return [float(x0), float(y0)], [float(x0 + w), float(y0 + h)]
+            return [float(v) for v in lo], [float(v) for v in hi]
     return None
 
 
@@ -68,53 +101,76 @@ def _inside_any(point, obstacles) -> bool:
     return any(from_description(o).signed_distance(np.asarray(point)[None])[0] < 0.02 for o in obstacles)
 
 
+def _body_count(family: str, rng: np.random.Generator) -> int:
+    if family == "water_sand2d":
+        return int(rng.integers(2, 4))
+    if family == "sand3d":
+        return int(rng.integers(1, 3))
+    return int(rng.integers(1, 4))
+
+
 def random_scene(family: str, rng: np.random.Generator) -> dict:
     """One random initial condition of `family` as a scene dictionary."""
     if family not in FAMILY_DIM:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILY_DIM)}")
+    dim = FAMILY_DIM[family]
     obstacles: list[dict] = []
     if rng.random() < 0.5:  # a right wall somewhere, so walls are not always at the same place
         wall = float(rng.uniform(0.55, 0.9))
         obstacles.append(
-            {"shape": "box", "min": [wall, 0.0], "max": [DOMAIN, DOMAIN], "boundary": "separate"}
+            {
+                "shape": "box",
+                "min": [wall] + [0.0] * (dim - 1),
+                "max": [DOMAIN] * dim,
+                "boundary": "separate",
+            }
         )
     if family in ("water_ramps2d", "sand_ramps2d"):
         obstacles += _ramps(rng, int(rng.integers(1, 4))) + _boxes(rng, int(rng.integers(0, 3)))
     materials = FAMILY_MATERIALS[family]
-    count = int(rng.integers(1, 4)) if family != "water_sand2d" else int(rng.integers(2, 4))
-    bodies, taken = [], []
+    count = _body_count(family, rng)
+    bodies, taken, particles = [], [], 0
     for k in range(count):
         material = materials[k % len(materials)]
-        block = _block(
-            rng, (0.08, 0.32), lo_y=0.0 if material == "sand" or rng.random() < 0.5 else 0.2, taken=taken
-        )
+        lo_y = 0.0 if material == "sand" or rng.random() < 0.5 else 0.2
+        if dim == 2:
+            block = _block(rng, BLOCK_SIZE, lo_y=lo_y, taken=taken)
+        else:  # half the 3D sand blocks stand on the floor: a column collapsing into a pile
+            on_floor = material == "sand" and rng.random() < 0.5
+            block = _block(rng, BLOCK_SIZE_3D, lo_y=lo_y, taken=taken, dim=3, on_floor=on_floor)
         if block is None or _inside_any(np.mean(block, axis=0), obstacles):
             continue
         if any(_clips_wall(block, o) for o in obstacles[:1]):
             continue
+        if dim == 3:
+            n = family_particles(family, float(np.prod(np.subtract(block[1], block[0]))))
+            if particles + n > MAX_PARTICLES_3D:
+                continue
+            particles += n
         taken.append((np.array(block[0]), np.array(block[1])))
         body = {
             "material": material,
             "shape": "box",
             "min": block[0],
             "max": block[1],
-            "velocity": [0.0, 0.0],
+            "velocity": [0.0] * dim,
         }
         if material == "water":
-            body["velocity"] = [float(v) for v in rng.uniform(-MAX_INITIAL_SPEED, MAX_INITIAL_SPEED, 2)]
+            body["velocity"] = [float(v) for v in rng.uniform(-MAX_INITIAL_SPEED, MAX_INITIAL_SPEED, dim)]
         if material == "sand":
             body["friction_angle"] = float(rng.uniform(25, 40))
         bodies.append(body)
     if not bodies:  # always at least one body: a plain block in the lower left
-        bodies.append({"material": materials[0], "shape": "box", "min": [0.02, 0.0], "max": [0.25, 0.3]})
+        lo, hi = [0.02, 0.0, 0.02][:dim], [0.25, 0.3, 0.25][:dim]
+        bodies.append({"material": materials[0], "shape": "box", "min": lo, "max": hi})
     return {
         "scene": {
             "name": family,
-            "dim": 2,
-            "size": [DOMAIN, DOMAIN],
-            "grid": SOLVER_GRID,
+            "dim": dim,
+            "size": [DOMAIN] * dim,
+            "grid": FAMILY_SOLVER_GRID[family],
             "frame_dt": FRAME_DT,
-            "friction": 0.3 if family != "water2d" else 0.0,
+            "friction": 0.0 if family in ("water2d", "water3d") else 0.3,
         },
         "body": bodies,
         "obstacle": obstacles,

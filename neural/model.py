@@ -40,6 +40,9 @@ class ModelSpec:
     physics_prior: bool = False
     gravity: list[float] = field(default_factory=lambda: [0.0, -9.81])
     version: int = WEIGHTS_VERSION
+    # Run the U-Net under bfloat16 autocast (trained so; on CPUs with AMX/AVX-512 bf16 a 3D forward is ~3x
+    # faster). Off for weights written before the field existed.
+    autocast: bool = False
 
     @property
     def in_channels(self) -> int:
@@ -103,8 +106,9 @@ class GridStepper(nn.Module):
         return features * scale.view(1, -1, *([1] * d))
 
     def residual(self, features: torch.Tensor) -> torch.Tensor:
-        """The normalised velocity change per sub-interval (B, M*dim, *grid): what the loss sees."""
-        return self.net(self.normalise(features))
+        """The normalised velocity change per sub-interval (B, M*dim, *grid): what the loss sees; float32
+        even when the network runs under bfloat16 autocast."""
+        return self.net(self.normalise(features)).float()
 
     def baseline(self, features: torch.Tensor, gravity=None) -> torch.Tensor:
         """What the network corrects (B, M, dim, *grid): the current velocity, plus, with the physics prior,
@@ -128,6 +132,11 @@ class GridStepper(nn.Module):
         d, m = self.spec.dim, self.spec.sub_intervals
         change = self.residual(features) * self.spec.dv_scale
         return self.baseline(features, gravity) + change.reshape(change.shape[0], m, d, *change.shape[2:])
+
+
+def bf16_autocast(enabled: bool, device_type: str = "cpu"):
+    """bfloat16 autocast for the U-Net's convolutions (a no-op context when not enabled)."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def write_weights(module: nn.Module, spec, path: Path, metadata: dict) -> None:

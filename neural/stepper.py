@@ -16,7 +16,7 @@ import torch
 
 from neural.grid import PAD, ModelGrid, assemble_features, velocity_of
 from neural.guard import Guard, GuardScores
-from neural.model import GridStepper
+from neural.model import GridStepper, bf16_autocast
 from sim import state as state_io
 from sim.solver import MPMSolver, NonFiniteError, StepStats
 
@@ -49,14 +49,18 @@ class NumericalStepper:
 
 
 class NeuralStepper:
-    """Learned frames only (no guard): raises NonFiniteError if the model produces garbage."""
+    """Learned frames only (no guard): raises NonFiniteError if the model produces garbage.
+
+    `autocast` runs the network under bfloat16 autocast on the CPU (None: as the weights' spec says, which
+    is on for the 3D families' weights and off for the 2D ones)."""
 
     name = "neural"
 
-    def __init__(self, model: GridStepper, weights_name: str = ""):
+    def __init__(self, model: GridStepper, weights_name: str = "", autocast: bool | None = None):
         self.model = model
         self.spec = model.spec
         self.weights = weights_name
+        self.autocast = bool(self.spec.autocast if autocast is None else autocast)
         self._solid_key = None
         self._solid = None
         self._previous_velocity = None
@@ -96,7 +100,9 @@ class NeuralStepper:
         features = self.features(solver, grid)
         t1 = time.perf_counter()
         gravity = solver.gravity.to_numpy().astype(np.float32)
-        velocities = self.model(features[None], gravity=gravity)[0]  # (M, dim, *grid)
+        device = next(self.model.parameters()).device.type
+        with bf16_autocast(self.autocast and device == "cpu"):
+            velocities = self.model(features[None], gravity=gravity)[0]  # (M, dim, *grid)
         t2 = time.perf_counter()
         order = (0, *range(2, 2 + grid.dim), 1)
         out = velocities.permute(order).contiguous().numpy()

@@ -9,15 +9,18 @@ import torch
 from neural.catalog import make_stepper
 from neural.data import DatagenConfig, datagen
 from neural.evaluate import calibrate, evaluate, mass_rmse
+from neural.families import FAMILY_DIM, MAX_PARTICLES_3D, family_particles, random_scene
 from neural.grid import PAD, ModelGrid, frame_features
 from neural.guard import Guard
 from neural.model import GridStepper, ModelSpec, WeightsError, load_weights, save_weights
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 from neural.train import TrainConfig, train
 from sim.build import build_solver
-from sim.scene import load_scene
+from sim.scene import load_scene, parse_scene
 
 SHIPPED = sorted(find_weights_dir().glob("*.safetensors"))
+SHIPPED_2D = [p for p in SHIPPED if FAMILY_DIM.get(p.stem) == 2]
+WATER3D = find_weights_dir() / "water3d.safetensors"
 
 
 def small_spec(**kw) -> ModelSpec:
@@ -160,10 +163,10 @@ def test_shipped_weights_load_with_metadata(path):
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["family"] == path.stem and meta["steps"] > 0 and "command" in meta and "date" in meta
     assert path.with_suffix(".guard.json").exists(), "shipped weights need calibrated guard thresholds"
-    assert model.spec.dim == 2
+    assert model.spec.dim == FAMILY_DIM[path.stem]
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no shipped weights yet")
+@pytest.mark.skipif(not SHIPPED_2D, reason="no shipped 2D weights yet")
 def test_hybrid_dam_break_rollout_stays_finite_inside_and_close():
     scene = load_scene("dam_break", {"grid": 64})
     stepper, message = make_stepper("hybrid", scene)
@@ -183,7 +186,7 @@ def test_hybrid_dam_break_rollout_stays_finite_inside_and_close():
     hybrid.close()
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no shipped weights yet")
+@pytest.mark.skipif(not SHIPPED_2D, reason="no shipped 2D weights yet")
 def test_brush_far_outside_training_range_is_caught_by_the_guard():
     """Training brushes reach 150 m/s^2; 1e5 must make the guard hand the frame to the solver."""
     from sim.solver import Brush
@@ -196,4 +199,122 @@ def test_brush_far_outside_training_range_is_caught_by_the_guard():
     assert report.path == "fallback", report.guard
     x = solver.positions()
     assert np.isfinite(x).all() and (x >= 0).all() and (x <= np.asarray(scene.size)).all()
+    solver.close()
+
+
+# ------------------------------------------------------------------------------------------------ 3D
+
+
+@pytest.mark.parametrize("family", ["water3d", "sand3d"])
+def test_3d_family_scenes_are_valid_and_affordable(family):
+    for seed in range(40):
+        raw = random_scene(family, np.random.default_rng(seed))
+        scene = parse_scene(raw, family)
+        assert scene.dim == 3 and scene.size == (1.0, 1.0, 1.0) and scene.grid == 32
+        assert 1 <= len(scene.bodies) <= (3 if family == "water3d" else 2)
+        volume = sum(float(np.prod(b.hi - b.lo)) for b in scene.bodies)
+        assert family_particles(family, volume) <= MAX_PARTICLES_3D
+        assert {b.material.name.lower() for b in scene.bodies} == {family[:-2]}
+
+
+def test_3d_transfers_agree_and_advection_stays_inside():
+    """The torch features datagen trains on match the Taichi transfer the stepper runs on, in 3D too."""
+    solver = build_solver(load_scene("dam_break_3d", {"grid": 20}))
+    grid = ModelGrid(3, 1 / 32, solver.config.size)
+    state = solver.particles()
+    mass = torch.from_numpy(solver.masses(state["slot"]).astype(np.float32))
+    features = frame_features(
+        torch.from_numpy(state["x"]),
+        torch.from_numpy(state["v"]),
+        mass,
+        mass / 1000.0,
+        torch.from_numpy(state["material"]),
+        torch.zeros(grid.shape),
+        torch.zeros(3, *grid.shape),
+        None,
+        grid,
+    )
+    transfer = solver.grid_transfer(grid.h, PAD, grid.shape)
+    np.testing.assert_allclose(features[:4].numpy(), transfer[:4], atol=1e-5)
+    assert transfer[4].sum() == pytest.approx(float(mass.sum()), rel=1e-5)
+    n = solver.n
+    velocities = np.random.default_rng(0).normal(0, 0.5, (4, *grid.shape, 3)).astype(np.float32)
+    for _ in range(3):
+        solver.advect_frame(velocities, grid.h, PAD)
+    x = solver.positions()
+    assert solver.n == n and np.isfinite(x).all()
+    assert (x >= 0).all() and (x <= np.asarray(solver.config.size)).all()
+    solver.close()
+
+
+@pytest.fixture(scope="module")
+def water3d_data(tmp_path_factory):
+    """Two water3d trajectories of three frames (shared by the 3D smoke tests)."""
+    data = tmp_path_factory.mktemp("water3d")
+    return datagen(DatagenConfig("water3d", 2, 3, data, seed=3), progress=False)
+
+
+def test_datagen_3d_smoke(water3d_data):
+    assert len(water3d_data) == 2 and all(p.exists() for p in water3d_data)
+    with np.load(water3d_data[0]) as z:
+        meta = json.loads(str(z["meta"]))
+        assert meta["h"] == pytest.approx(1 / 32) and meta["solver_grid"] == 32
+        assert len(meta["size"]) == 3 and len(meta["gravity"]) == 3
+        assert z["features"].shape == (3, 14, 40, 40, 40) and z["targets"].shape == (3, 12, 40, 40, 40)
+        assert z["x"].shape[0] == 4 and z["x"].shape[2] == 3 and z["solid"].shape == (40, 40, 40)
+        assert np.isfinite(z["features"]).all() and np.isfinite(z["targets"]).all()
+
+
+@pytest.fixture(scope="module")
+def water3d_weights(water3d_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("water3d_model")
+    weights = folder / "water3d.safetensors"
+    cfg = TrainConfig(
+        "water3d",
+        water3d_data[0].parent,
+        weights,
+        folder / "run",
+        steps=3,
+        batch=1,
+        checkpoint_every=3,
+        holdout=1,
+    )
+    result = train(cfg, progress=False)
+    return weights, result
+
+
+def test_train_3d_smoke(water3d_weights):
+    weights, result = water3d_weights
+    assert np.isfinite(result["final_train_loss"]) and np.isfinite(result["final_val_loss"])
+    model = load_weights(weights)
+    assert model.spec.dim == 3 and model.spec.h == pytest.approx(1 / 32) and len(model.spec.gravity) == 3
+    assert model.spec.autocast  # 3D weights run under bfloat16 autocast by default
+    assert NeuralStepper(model).autocast and not NeuralStepper(model, autocast=False).autocast
+    features = torch.zeros(1, model.spec.in_channels, 16, 16, 16)
+    with torch.no_grad():
+        assert model(features).shape == (1, 4, 3, 16, 16, 16)
+
+
+def test_eval_3d_smoke(water3d_weights):
+    weights = water3d_weights[0]
+    thresholds = calibrate("water3d", weights, rollouts=1, frames=3)["thresholds"]
+    assert all(np.isfinite(v) for v in thresholds.values())
+    report = evaluate("water3d", weights, rollouts=1, frames=3, lowres_candidates=((16, 1),))
+    for key in ("neural", "hybrid", "lowres"):
+        assert np.isfinite(report["mass_rmse"][key])
+    assert report["lowres"] == {"grid": 16, "ppc": 1}
+
+
+@pytest.mark.skipif(not WATER3D.is_file(), reason="no shipped 3D weights (assets/models/water3d.safetensors)")
+def test_hybrid_dam_break_3d_stays_finite_and_inside():
+    scene = load_scene("dam_break_3d")
+    stepper, message = make_stepper("hybrid", scene)
+    assert isinstance(stepper, HybridStepper) and stepper.weights == "water3d", message
+    solver = build_solver(scene)
+    n = solver.n
+    paths = [stepper.advance(solver).path for _ in range(40)]
+    x = solver.positions()
+    assert solver.n == n
+    assert np.isfinite(x).all() and (x >= 0).all() and (x <= np.asarray(scene.size)).all()
+    assert "neural" in paths, paths  # the learned stepper ran at least some frames
     solver.close()
