@@ -497,8 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cases", type=Path, default=None, help="control: a case file (default: generated + drawn)"
     )
-    p.add_argument("--generated", type=int, default=6, help="control: held-out generated cases")
-    p.add_argument("--drawn", type=int, default=6, help="control: hand-drawn cases from assets/control")
+    p.add_argument("--generated", type=int, default=4, help="control: held-out generated cases")
+    p.add_argument("--drawn", type=int, default=4, help="control: hand-drawn cases from assets/control")
     p.add_argument("--oracle-iterations", type=int, default=3, help="control: the oracle's search iterations")
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(func=cmd_eval)

@@ -32,7 +32,11 @@ def plan_latency(controller: Controller, repeats: int) -> float:
     return statistics.median(times)
 
 
-def control_records(quick: bool = False, report_path: Path | None = None) -> list[dict]:
+def control_records(
+    quick: bool = False, report_path: Path | None = Path("control_report.json")
+) -> list[dict]:
+    """The same evaluation as `eval control --family water2d` (4 generated + 4 drawn cases), whose
+    per-case report goes to `report_path`."""
     weights = weights_dir() / f"{FAMILY}.safetensors"
     controller = Controller.load(weights)
     plan_ms = plan_latency(controller, 5 if quick else 30)

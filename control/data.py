@@ -286,7 +286,9 @@ def datagen_control(cfg: ControlDatagenConfig, progress: bool = True) -> list[Pa
 def replay_report(shards: list[Path]) -> dict:
     """Replay every example of `shards`; the mean and worst mass RMSE and centroid error."""
     from neural.data import _family_solver
+    from sim.arch import init_taichi
 
+    init_taichi("cpu", quiet=True)
     rows, solver = [], None
     for path in shards:
         shard = dict(np.load(path))

@@ -41,20 +41,25 @@ class ControlSpec:
         return self.keys * self.dim
 
 
-MIN_ALPHA_BAR = 5e-3  # the noisiest step keeps this signal share: below it ε-prediction amplifies errors by
-# 1/sqrt(ᾱ) in the first DDIM step, and the field is already indistinguishable from noise
+# A force field is smooth: a few dozen degrees of freedom spread over thousands of values, so averaging
+# over cells sees through noise that would hide an image. The cosine schedule's signal-to-noise ratio is
+# divided by SNR_SHIFT (as for high-resolution images), or the noisiest steps still show the answer and the
+# network learns to denoise without ever reading the sketch (measured: conditional and unconditional
+# predictions agreed to 1%). The floor keeps the first DDIM step's 1/sqrt(ᾱ) amplification finite.
+SNR_SHIFT = 64.0
+MIN_ALPHA_BAR = 1e-4
 GLOBAL_FEATURES = 7
-MIN_SNR_GAMMA = 5.0
 CLAMP = MAX_CONTROL_ACCEL / 9.81  # no component of a label exceeds the cap, in label units
 
 
 def _alpha_bar(t: torch.Tensor) -> torch.Tensor:
-    """Cosine schedule (Nichol & Dhariwal), floored at MIN_ALPHA_BAR: the signal share at step t."""
+    """The signal share at step t: the cosine schedule (Nichol & Dhariwal) with its SNR shifted down."""
     s = 0.008
-    value = (
+    cosine = (
         torch.cos((t / TIMESTEPS + s) / (1 + s) * math.pi / 2) ** 2 / math.cos(s / (1 + s) * math.pi / 2) ** 2
     )
-    return value.clamp_min(MIN_ALPHA_BAR)
+    snr = cosine.clamp(1e-12, 1 - 1e-7) / (1 - cosine.clamp(1e-12, 1 - 1e-7)) / SNR_SHIFT
+    return (snr / (1 + snr)).clamp_min(MIN_ALPHA_BAR)
 
 
 def _weighted_mean(weight: torch.Tensor, coords) -> torch.Tensor:
@@ -176,10 +181,11 @@ class ForceDiffusion(nn.Module):
         dropped = torch.rand(n, device=field.device) < drop
         if dropped.any():
             cond = torch.where(dropped.reshape(n, *(1,) * (cond.ndim - 1)), self.drop_sketch(cond), cond)
-        # Min-SNR weighting (Hang et al. 2023): the nearly clean steps, where ε is hard to see and the
-        # sketch hardly matters, count less; the noisy steps that decide the field's layout count fully.
+        # Weighting: ε-error on the nearly clean steps, but the equivalent x0-error (ε-error / SNR) on the
+        # noisy ones. Plain ε-MSE hardly rewards getting x0 right where the noise hides it, which is exactly
+        # where only the sketch can say what the field is (without this the sketch was ignored).
         snr = alpha_bar / (1 - alpha_bar)
-        per_step = snr.clamp_max(MIN_SNR_GAMMA) / snr
+        per_step = (1 / snr).clamp_min(1.0)
         error = (self.net(noisy, cond, t) - noise) ** 2 * weight * per_step
         return error.sum() / (weight.sum() * field.shape[1]).clamp_min(1.0)
 

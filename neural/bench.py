@@ -130,11 +130,15 @@ def neural3d_records(quick: bool = False) -> list[dict]:
         )
         return []
     report = evaluate(FAMILY_3D, weights, rollouts=1 if quick else 2, frames=20 if quick else 60)
+    return latency_records_3d(3 if quick else 10) + accuracy_records("neural3d", report)
+
+
+def accuracy_records(prefix: str, report: dict) -> list[dict]:
+    """Hybrid against low-resolution MPM at equal wall time, from an evaluate() report."""
     rmse = report["mass_rmse"]
-    records = latency_records_3d(3 if quick else 10)
-    records += [
+    return [
         record(
-            "neural3d.hybrid_vs_lowres.rmse_ratio",
+            f"{prefix}.hybrid_vs_lowres.rmse_ratio",
             rmse["hybrid"] / rmse["lowres"],
             "x",
             target="<= 1.0",
@@ -142,33 +146,18 @@ def neural3d_records(quick: bool = False) -> list[dict]:
             hybrid_ms=report["ms_per_frame"]["hybrid"],
             lowres_ms=report["ms_per_frame"]["lowres"],
         ),
-        record("neural3d.hybrid.mass_rmse", rmse["hybrid"], ""),
-        record("neural3d.neural_only.mass_rmse", rmse["neural"], ""),
-        record("neural3d.lowres.mass_rmse", rmse["lowres"], ""),
-        record("neural3d.fallback_rate", report["fallback_rate"], ""),
+        record(f"{prefix}.hybrid.mass_rmse", rmse["hybrid"], ""),
+        record(f"{prefix}.neural_only.mass_rmse", rmse["neural"], ""),
+        record(f"{prefix}.lowres.mass_rmse", rmse["lowres"], ""),
+        record(f"{prefix}.fallback_rate", report["fallback_rate"], ""),
     ]
-    return records
 
 
 def neural_records(quick: bool = False) -> list[dict]:
     weights = Path(__file__).resolve().parent.parent / "assets" / "models" / f"{FAMILY}.safetensors"
     report = evaluate(FAMILY, weights, rollouts=1 if quick else 3, frames=30 if quick else 100)
-    rmse = report["mass_rmse"]
-    records = latency_records(5 if quick else 15)
+    records = latency_records(5 if quick else 15) + accuracy_records("neural", report)
     records += [
-        record(
-            "neural.hybrid_vs_lowres.rmse_ratio",
-            rmse["hybrid"] / rmse["lowres"],
-            "x",
-            target="<= 1.0",
-            lowres=report["lowres"],
-            hybrid_ms=report["ms_per_frame"]["hybrid"],
-            lowres_ms=report["ms_per_frame"]["lowres"],
-        ),
-        record("neural.hybrid.mass_rmse", rmse["hybrid"], ""),
-        record("neural.neural_only.mass_rmse", rmse["neural"], ""),
-        record("neural.lowres.mass_rmse", rmse["lowres"], ""),
-        record("neural.fallback_rate", report["fallback_rate"], ""),
         record("neural.guard.precision", report["guard"]["precision"], ""),
         record("neural.guard.recall", report["guard"]["recall"], ""),
         record("neural.cosine_trigger.precision", report["cosine_trigger"]["precision"], ""),
