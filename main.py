@@ -266,6 +266,9 @@ def _eval_control(args: argparse.Namespace) -> int:
         )
     cases = load_cases(args.cases) if args.cases else None
     init_taichi("cpu")
+    import torch
+
+    torch.set_num_threads(1)  # plans and solver take turns; torch's threads would only spin against Taichi
     budget = Budget(oracle_iterations=args.oracle_iterations)
     summary, results = evaluate_control(
         args.family,

@@ -37,6 +37,9 @@ def control_records(
 ) -> list[dict]:
     """The same evaluation as `eval control --family water2d` (4 generated + 4 drawn cases), whose
     per-case report goes to `report_path`."""
+    import torch
+
+    torch.set_num_threads(1)  # a plan shares the machine with the solver; more threads only fight it
     weights = weights_dir() / f"{FAMILY}.safetensors"
     controller = Controller.load(weights)
     plan_ms = plan_latency(controller, 5 if quick else 30)
@@ -47,6 +50,7 @@ def control_records(
         generated=1 if quick else 4,
         drawn=1 if quick else 4,
         budget=budget,
+        plots=None if quick else Path("docs") / "eval",
         progress=not quick,
     )
     if report_path is not None:

@@ -89,10 +89,10 @@ def control_shards(tmp_path_factory):
 
 
 def test_physical_labels_replay_within_tolerance_and_published_ones_are_measured(control_shards):
-    from control.data import REPLAY_TOLERANCE, replay_report
+    from control.data import EXAMPLES_PER_STATE, REPLAY_TOLERANCE, replay_report
 
     physical = replay_report(control_shards["physical"])
-    assert physical["examples"] == 3 and physical["mass_rmse"]["max"] <= REPLAY_TOLERANCE
+    assert physical["examples"] == EXAMPLES_PER_STATE and physical["mass_rmse"]["max"] <= REPLAY_TOLERANCE
     assert physical["within_tolerance"] == 1.0
     published = replay_report(control_shards["published"])
     assert np.isfinite(published["mass_rmse"]["mean"]) and published["mass_rmse"]["mean"] > 0
