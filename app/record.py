@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,16 +205,27 @@ def record(
         raise
     sink = FrameSink(out, kind, fps)
     result = RecordResult(0, out)
+    # Ctrl-C sets a flag that the loop reads between frames: a KeyboardInterrupt raised inside a Taichi
+    # kernel or the encoder could leave either unable to close.
+    interrupted = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     try:
         for _ in tqdm(range(frames), desc=f"record {session.scene.name}", unit="frame", disable=not progress):
+            if interrupted.is_set():
+                break
             report = session.tick()
             if report.error:
                 result.error = report.error
                 break
             sink.append(recorder.render())
     except KeyboardInterrupt:
-        result.interrupted = True
+        interrupted.set()
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        result.interrupted = interrupted.is_set()
         sink.close()
         recorder.close()
         session.close()
