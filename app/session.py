@@ -14,7 +14,7 @@ import numpy as np
 
 from app.render.view import FrameView
 from app.script import Action
-from control.condition import control_grid
+from control.condition import control_grid, solver_fluid
 from control.controller import DEFAULT_WINDOW, ClosedLoop, Controller, load_for_scene
 from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
@@ -407,6 +407,8 @@ class Session:
         anchors = ((cells + 0.5) * h).reshape(-1, self.dim).astype(np.float32)
         vectors = now.reshape(-1, self.dim).astype(np.float32)
         keep = np.linalg.norm(vectors, axis=1) > 1e-3
+        if self.dim == 2:  # only where there is fluid to push: arrows over empty space hide the water
+            keep &= solver_fluid(self.solver)[0].reshape(-1) > 0.05
         return (anchors[keep], vectors[keep]) if keep.any() else None
 
     def hud_line(self, timing: bool = True) -> str:
