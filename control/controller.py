@@ -20,6 +20,7 @@ from control.condition import centroid, condition, control_grid, solver_fluid
 from control.forcefield import ForceField
 from control.model import ControlSpec, ForceDiffusion, load_control
 from control.sketch import Sketch
+from neural.catalog import scene_materials
 from neural.model import WeightsError
 
 DEFAULT_WINDOW = 40  # frames
@@ -71,10 +72,6 @@ class Choice:
     reason: str
 
 
-def _materials(scene) -> set[str]:
-    return {b.material.name.lower() for b in scene.bodies} | {e.material.name.lower() for e in scene.emitters}
-
-
 def choose_controller(scene, model: str | None = None, folder: Path | None = None) -> Choice:
     """The shipped controller for a scene: same dimension, trained on every material it holds (fewest
     extras wins). `model` is a name in assets/control or a .safetensors path."""
@@ -82,7 +79,7 @@ def choose_controller(scene, model: str | None = None, folder: Path | None = Non
     if model is not None:
         path = Path(model) if Path(model).suffix == ".safetensors" else folder / f"{model}.safetensors"
         return Choice(path, f"{path.stem} (chosen by --model)")
-    materials, best, best_key, problems = _materials(scene), None, None, []
+    materials, best, best_key, problems = scene_materials(scene), None, None, []
     for meta_path in sorted(folder.glob("*.json")):
         try:
             spec = ControlSpec(**json.loads(meta_path.read_text())["spec"])
@@ -165,8 +162,7 @@ class ClosedLoop:
     def _request(self, solver) -> None:
         cells, h = control_grid(solver)
         fluid = solver_fluid(solver)
-        state = solver.particles()
-        here = centroid(state["x"], solver.masses(state["slot"]))
+        here = centroid(solver.positions(), solver.masses())
         remaining = max(self.frames - self.elapsed, MIN_PLAN_FRAMES)
         sketch = self.sketch.remaining(here, 1.5 * h)
         # The same noise for every re-plan: DDIM is deterministic, so plans vary only with what they see.

@@ -25,7 +25,7 @@ class Choice:
     reason: str
 
 
-def _scene_materials(scene) -> set[str]:
+def scene_materials(scene) -> set[str]:
     names = {b.material.name.lower() for b in scene.bodies}
     return names | {e.material.name.lower() for e in scene.emitters}
 
@@ -45,7 +45,7 @@ def catalog(folder: Path | None = None) -> dict[str, tuple[Path, ModelSpec]]:
 
 
 def choose_weights(scene, folder: Path | None = None) -> Choice:
-    materials = _scene_materials(scene)
+    materials = scene_materials(scene)
     has_obstacles = bool(scene.obstacles)
     best, best_key = None, None
     problems = []
@@ -92,7 +92,7 @@ def check_fits(spec: ModelSpec, scene) -> str | None:
         return f"weights are {spec.dim}D, the scene is {scene.dim}D"
     if abs(spec.frame_dt - scene.frame_dt) > 1e-9:
         return f"weights step {spec.frame_dt:.4g} s frames, the scene {scene.frame_dt:.4g} s"
-    missing = _scene_materials(scene) - set(spec.materials)
+    missing = scene_materials(scene) - set(spec.materials)
     if missing:
         return f"weights were not trained on {', '.join(sorted(missing))}"
     return None
