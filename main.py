@@ -269,7 +269,7 @@ def _eval_control(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(1)  # plans and solver take turns; torch's threads would only spin against Taichi
-    budget = Budget(oracle_iterations=args.oracle_iterations)
+    budget = Budget.for_dim(FAMILY_DIM[args.family], args.oracle_iterations)
     summary, results = evaluate_control(
         args.family,
         path,
@@ -322,8 +322,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from app.gui.bench import gui_records as suite
     elif args.suite == "neural":
         from neural.bench import neural_records as suite
+    elif args.suite == "neural3d":
+        from neural.bench import neural3d_records as suite
     elif args.suite == "control":
         from control.bench import control_records as suite
+    elif args.suite == "control3d":
+        from control.bench import control3d_records as suite
     else:
         from sim.bench import sim_records as suite
     arch = init_taichi(args.arch)
@@ -441,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "datagen-control", help="reverse-modelling examples (state, sketch, force field) for the controller"
     )
     p.add_argument("--family", required=True)
-    p.add_argument("--states", type=int, required=True, help="initial states (3 windows each)")
+    p.add_argument("--states", type=int, required=True, help="initial states (4 windows each)")
     p.add_argument("--kind", default="physical", help="physical (replayed labels) or published (kinematic)")
     p.add_argument("--out", type=Path, default=None, help="default data/control/FAMILY_KIND")
     p.add_argument("--seed", type=int, default=0)
@@ -502,7 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--generated", type=int, default=4, help="control: held-out generated cases")
     p.add_argument("--drawn", type=int, default=4, help="control: hand-drawn cases from assets/control")
-    p.add_argument("--oracle-iterations", type=int, default=3, help="control: the oracle's search iterations")
+    p.add_argument(
+        "--oracle-iterations",
+        type=int,
+        default=None,
+        help="control: the oracle's search iterations (3; 3D: 2)",
+    )
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(func=cmd_eval)
 
@@ -511,8 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="sim",
-        choices=["sim", "render", "neural", "gui", "control"],
-        help="which suite to run",
+        choices=["sim", "render", "neural", "neural3d", "gui", "control", "control3d"],
+        help="which suite to run (neural and control include their 3D halves, neural3d and control3d)",
     )
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the records")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")

@@ -278,11 +278,10 @@ class Session:
 
     # ------------------------------------------------------------------------------ sketch control
     def sketch(self, strokes, window_frames: int = DEFAULT_WINDOW) -> list[str]:
-        """Steer the fluid toward freehand strokes (lists of points in metres) for `window_frames` frames:
-        an open stroke moves the fluid along it, a closed one gathers it inside. Returns messages; a
-        degenerate sketch, or a scene no controller fits, is a no-op with the reason."""
-        if self.dim != 2:
-            return ["sketch control needs a 2D scene"]
+        """Steer the fluid toward freehand strokes (lists of points in metres, 3D points in a 3D scene)
+        for `window_frames` frames: an open stroke moves the fluid along it, a closed one gathers it
+        inside. Returns messages; a degenerate sketch, or a scene no controller fits, is a no-op with the
+        reason."""
         if window_frames < 1:
             return ["the control window must be at least one frame"]
         _, h = control_grid(self.solver)
@@ -407,8 +406,11 @@ class Session:
         anchors = ((cells + 0.5) * h).reshape(-1, self.dim).astype(np.float32)
         vectors = now.reshape(-1, self.dim).astype(np.float32)
         keep = np.linalg.norm(vectors, axis=1) > 1e-3
-        if self.dim == 2:  # only where there is fluid to push: arrows over empty space hide the water
-            keep &= solver_fluid(self.solver)[0].reshape(-1) > 0.05
+        # Only where there is fluid to push: arrows over empty space hide the water.
+        fluid = solver_fluid(self.solver, (tuple(self.solver.force_cells), h))[0]
+        keep &= fluid.reshape(-1) > 0.05
+        if self.dim == 3:  # every other cell: a 32³ field of arrows would bury the fluid
+            keep &= (cells % 2 == 0).all(axis=-1).reshape(-1)
         return (anchors[keep], vectors[keep]) if keep.any() else None
 
     def hud_line(self, timing: bool = True) -> str:

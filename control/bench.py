@@ -1,5 +1,5 @@
 """`bench control`: the sketch controller against no force, the best constant force and the oracle (one run
-of the eval on water2d) and its planning latency."""
+of the eval on water2d, and a smaller one on water3d) and its planning latency."""
 
 from __future__ import annotations
 
@@ -10,26 +10,71 @@ from pathlib import Path
 
 import numpy as np
 
+from control.condition import CONTROL_GRID_3D, fluid_channels_count
 from control.controller import Controller, weights_dir
 from control.evaluate import Budget, evaluate_control
 from control.sketch import parse_sketch
 from sim.bench import record
 
 FAMILY = "water2d"
+FAMILY_3D = "water3d"
 
 
 def plan_latency(controller: Controller, repeats: int) -> float:
-    """Median ms of one plan (10 DDIM steps) on a 32x32 control grid with a typical fluid and arrow."""
-    fluid = np.zeros((4, 32, 32), np.float32)
-    fluid[0, 4:12, :10] = 1.0
-    sketch = parse_sketch([[[0.25, 0.15], [0.5, 0.2], [0.75, 0.15]]], (1.0, 1.0), 1 / 32).sketch
-    controller.plan(fluid, sketch, 40, 1 / 32)
+    """Median ms of one plan (10 DDIM steps) on the control grid (32², or 16³ in 3D) of a unit domain
+    with a typical fluid (a block in a corner) and an arrow across it."""
+    dim = controller.spec.dim
+    n = 32 if dim == 2 else CONTROL_GRID_3D
+    fluid = np.zeros((fluid_channels_count(dim), *(n,) * dim), np.float32)
+    fluid[(0, slice(n // 8, 3 * n // 8), slice(0, 5 * n // 16))] = 1.0
+    arrow = [[0.25, 0.15, 0.5], [0.5, 0.2, 0.5], [0.75, 0.15, 0.5]]
+    sketch = parse_sketch([[p[:dim] for p in arrow]], (1.0,) * dim, 1 / n).sketch
+    controller.plan(fluid, sketch, 40, 1 / n)
     times = []
     for k in range(repeats):
         began = time.perf_counter()
-        controller.plan(fluid, sketch, 40, 1 / 32, seed=k)
+        controller.plan(fluid, sketch, 40, 1 / n, seed=k)
         times.append((time.perf_counter() - began) * 1000)
     return statistics.median(times)
+
+
+def control3d_records(quick: bool = False, report_path: Path | None = None) -> list[dict]:
+    """`eval control --family water3d` on 2 generated + 2 drawn cases with the 3D search budget."""
+    weights = weights_dir() / f"{FAMILY_3D}.safetensors"
+    if not weights.is_file():
+        print(
+            f"bench control: skipping the control3d records: {weights} not found "
+            f"(train it with `python main.py train-control --family {FAMILY_3D}`)"
+        )
+        return []
+    controller = Controller.load(weights)
+    plan_ms = plan_latency(controller, 3 if quick else 10)
+    summary, cases = evaluate_control(
+        FAMILY_3D,
+        weights,
+        generated=1 if quick else 2,
+        drawn=0 if quick else 2,
+        budget=Budget(1, 3, 1, 3) if quick else Budget.for_dim(3),
+        plots=None if quick else Path("docs") / "eval",
+        progress=not quick,
+    )
+    if report_path is not None:
+        report_path.write_text(json.dumps({"summary": summary, "cases": cases}, indent=1, default=str) + "\n")
+    return [
+        record("control3d.plan_ms", plan_ms, "ms", steps=controller.steps),
+        record(
+            "control3d.vs_constant.error_ratio",
+            summary["vs_constant_error_ratio"],
+            "x",
+            target="<= 0.7",
+            cases=summary["cases"],
+        ),
+        record("control3d.vs_oracle.improvement_share", summary["vs_oracle_improvement_share"], "x"),
+        *[
+            record(f"control3d.score.{m}", summary[m]["score"], "")
+            for m in ("none", "constant", "ours", "oracle")
+        ],
+    ]
 
 
 def control_records(
@@ -78,4 +123,5 @@ def control_records(
             record(f"control.score.{m}", summary[m]["score"], "")
             for m in ("none", "constant", "ours", "oracle")
         ],
+        *control3d_records(quick, None if report_path is None else report_path.with_suffix(".3d.json")),
     ]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from control.condition import centroid, condition, control_grid, solver_fluid
+from control.condition import VELOCITY_SCALE, centroid, condition, control_grid, solver_fluid
 from control.forcefield import MAX_CONTROL_ACCEL, ForceField, G
 from control.sketch import Sketch, parse_sketch
 from sim.atomic import atomic_path
@@ -84,13 +84,38 @@ def wobble(points: np.ndarray, rng: np.random.Generator, amplitude: float) -> np
         for k in range(1, 4)
     )
     tangent = np.gradient(points, axis=0)
-    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+    if points.shape[1] == 2:
+        normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+    else:  # sideways to the stroke, in a random direction
+        side = rng.normal(size=3)
+        unit = tangent / np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+        normal = side - (unit @ side)[:, None] * unit
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     return points + offset[:, None] * normal
 
 
-def ellipse_around(x: np.ndarray, mass: np.ndarray, rng, cell: float, scale: float = 1.8) -> np.ndarray:
-    """A wobbly closed stroke around the bulk of the mass (about scale standard deviations)."""
+def drawing_plane(rng, x: np.ndarray, mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """3D: the plane a user's loop would be lifted onto (origin, basis (2, 3)): half the time the floor,
+    else a plane through the fluid's centroid facing a camera at a random azimuth, a little above."""
+    if rng.random() < 0.5:
+        return np.zeros(3), np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.5)
+    normal = np.array(
+        [np.sin(azimuth) * np.cos(elevation), np.sin(elevation), np.cos(azimuth) * np.cos(elevation)]
+    )
+    across = np.cross([0.0, 1.0, 0.0], normal)
+    across /= np.linalg.norm(across)
+    return centroid(x, mass), np.stack([across, np.cross(normal, across)])
+
+
+def ellipse_around(
+    x: np.ndarray, mass: np.ndarray, rng, cell: float, scale: float = 1.8, frame=None
+) -> np.ndarray:
+    """A wobbly closed stroke around the bulk of the mass (about scale standard deviations), in the
+    plane `frame` (origin, basis) when given (3D), as seen along its normal."""
+    if frame is not None:
+        origin, basis = frame
+        return origin + ellipse_around((x - origin) @ basis.T, mass, rng, cell, scale) @ basis
     mean = centroid(x, mass)
     cov = np.cov((x - mean).T, aweights=mass) + np.eye(2) * 1e-8
     eigval, eigvec = np.linalg.eigh(cov)
@@ -109,7 +134,8 @@ def outcome_sketch(rng, centroids: np.ndarray, final_x, mass, size, cell: float)
         result = parse_sketch([wobble(centroids, rng, 0.2 * cell)], size, cell)
         if result.ok:
             return result.sketch
-    return parse_sketch([ellipse_around(final_x, mass, rng, cell)], size, cell).sketch
+    frame = drawing_plane(rng, final_x, mass) if len(size) == 3 else None
+    return parse_sketch([ellipse_around(final_x, mass, rng, cell, frame=frame)], size, cell).sketch
 
 
 def _run(solver, frames: int) -> list[np.ndarray]:
@@ -144,7 +170,8 @@ def reversal_label(fractions, velocities, frames: int, keys: int, gravity, frame
         m = int(np.clip(round(t), 1, frames - 1))
         accel = (velocities[m + 1] - velocities[m - 1]) / (2 * frame_dt)
         occupied = (fractions[m] > 1e-3)[None]
-        out.append(np.where(occupied, accel - np.asarray(gravity)[:, None, None], 0.0))
+        down = np.asarray(gravity).reshape(-1, *(1,) * (accel.ndim - 1))
+        out.append(np.where(occupied, accel - down, 0.0))
     return np.moveaxis(np.stack(out), 1, -1).astype(np.float32)
 
 
@@ -163,7 +190,7 @@ def generate_state(solver, family: str, index: int, seed: int, kind: str) -> dic
     warmup = int(rng.integers(*WARMUP_FRAMES))
     scene = _seed_state(solver, family, seed, index, warmup)
     cells, h = control_grid(solver)
-    keys, frame_dt = solver.config.force_keys, solver.config.frame_dt
+    keys, frame_dt, dim = solver.config.force_keys, solver.config.frame_dt, len(cells)
     start = state_io.snapshot(solver)
     mass = solver.masses()
     rows = {k: [] for k in ("condition", "label", "mask", "frames", "outcome")}
@@ -184,13 +211,13 @@ def generate_state(solver, family: str, index: int, seed: int, kind: str) -> dic
             for frame in range(frames + 1):
                 channels = solver_fluid(solver)
                 fractions.append(channels[0])
-                velocities.append(channels[1:3] * 2.0)
+                velocities.append(channels[1 : 1 + dim] * VELOCITY_SCALE)
                 centroids.append(centroid(solver.positions(), mass))
                 if frame < frames:
                     solver.step_frame()
             outcome = start.particles["x"][: len(mass)]
             fluid = solver_fluid(solver)
-            fluid[1:3] *= -1  # the reversal starts from X_T moving backwards
+            fluid[1 : 1 + dim] *= -1  # the reversal starts from X_T moving backwards
             mask = (np.max(fractions, axis=0) > 0.02).astype(np.float32)
             sketch = outcome_sketch(rng, np.array(centroids[::-1]), outcome, mass, scene.size, h)
             label = np.clip(

@@ -8,8 +8,8 @@ the one its sketch implies: the start mass moved so its centroid sits on the str
 spread evenly over the region.
 
 Methods: no force; the best constant force (one vector per case, cross-entropy search); ours (closed loop
-with the diffusion controller); the oracle (cross-entropy search over a 4x4 x 2-key force net with the
-numerical solver, seeded with the best constant; slow, its time is reported).
+with the diffusion controller); the oracle (cross-entropy search over a 4x4 (3D: 2x2x2) x 2-key force net
+with the numerical solver, seeded with the best constant; slow, its time is reported).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,12 @@ from control.condition import centroid, control_grid
 from control.controller import ClosedLoop, Controller
 from control.data import random_force, wobble
 from control.forcefield import MAX_CONTROL_ACCEL, ForceField, G, constant_field
-from control.sketch import Sketch, inside_polygon, parse_sketch
+from control.sketch import Sketch, inside_region, parse_sketch, plane_frame
 from sim import state as state_io
 from sim.forcefield import upsample
 
 HELD_OUT_SEED = 10_000  # datagen uses small seeds
-ORACLE_NET = (4, 4)  # the oracle searches a 4x4 net of force vectors...
+ORACLE_NET = {2: (4, 4), 3: (2, 2, 2)}  # the oracle searches a coarse net of force vectors...
 ORACLE_KEYS = 2  # ...at the window's start and end
 
 
@@ -51,6 +52,14 @@ class Budget:
     constant_samples: int = 8
     oracle_iterations: int = 3
     oracle_samples: int = 12
+
+    @classmethod
+    def for_dim(cls, dim: int, oracle_iterations: int | None = None) -> Budget:
+        """The default search budget; 3D rollouts cost ~20x a 2D one, so its searches are smaller."""
+        budget = cls() if dim == 2 else cls(2, 6, 2, 8)
+        if oracle_iterations is not None:
+            budget.oracle_iterations = oracle_iterations
+        return budget
 
 
 @dataclass
@@ -150,18 +159,22 @@ def handdrawn_cases(family: str, solver, count: int, start: int = 100) -> list[C
         here, size = centroid(x, mass), np.array(scene.size)
         style = ("arrow", "curve", "region")[(i - start) % 3]
         sideways = 1.0 if here[0] < size[0] / 2 else -1.0
+
+        def across(dx: float, dy: float, dim: int = len(size)) -> np.ndarray:  # 3D: on the x-y plane
+            return np.array([dx, dy, 0.0][:dim])
+
         if style == "arrow":
-            end = here + np.array([sideways * rng.uniform(0.2, 0.35), rng.uniform(-0.05, 0.1)])
+            end = here + across(sideways * rng.uniform(0.2, 0.35), rng.uniform(-0.05, 0.1))
             line = np.linspace(here, end, 30)
         elif style == "curve":
-            end = here + np.array([sideways * rng.uniform(0.25, 0.4), 0.0])
+            end = here + across(sideways * rng.uniform(0.25, 0.4), 0.0)
             t = np.linspace(0, 1, 40)[:, None]
-            line = here + (end - here) * t + np.array([0.0, rng.uniform(0.1, 0.2)]) * np.sin(np.pi * t)
+            line = here + (end - here) * t + across(0.0, rng.uniform(0.1, 0.2)) * np.sin(np.pi * t)
         else:
-            point = here + np.array([sideways * rng.uniform(0.15, 0.3), rng.uniform(0.05, 0.15)])
+            point = here + across(sideways * rng.uniform(0.15, 0.3), rng.uniform(0.05, 0.15))
             radius = rng.uniform(0.1, 0.15)
             angle = np.linspace(0, 2 * np.pi, 40)
-            line = point + radius * np.stack([np.cos(angle), np.sin(angle)], 1)
+            line = point + radius * np.stack([across(np.cos(a), np.sin(a)) for a in angle])
         line = np.clip(wobble(line, rng, 0.2 * h), 0.02, size - 0.02)
         cases.append(
             Case(
@@ -203,10 +216,18 @@ def implied_target(x: np.ndarray, mass: np.ndarray, sketch: Sketch, size, seed: 
     rng = np.random.default_rng(seed)
     polygon = sketch.regions[0]
     lo, hi = polygon.min(0), polygon.max(0)
-    points = np.zeros((0, 2))
+    if len(size) == 3:  # the region is a prism: fill it within a slab about as thick as the loop is wide
+        origin, basis = plane_frame(polygon)
+        normal = np.cross(basis[0], basis[1])
+        reach = float(np.linalg.norm(polygon - origin, axis=1).mean())
+        lo, hi = np.maximum(lo - reach, 0.0), np.minimum(hi + reach, size)
+    points = np.zeros((0, len(size)))
     while len(points) < len(x):
-        trial = rng.uniform(lo, hi, (4 * len(x), 2))
-        points = np.concatenate([points, trial[inside_polygon(trial, polygon)]])
+        trial = rng.uniform(lo, hi, (4 * len(x), len(size)))
+        keep = inside_region(trial, polygon)
+        if len(size) == 3:
+            keep &= np.abs((trial - origin) @ normal) <= reach
+        points = np.concatenate([points, trial[keep]])
     return np.clip(points[: len(x)], 0.0, size)
 
 
@@ -228,7 +249,7 @@ class Scorer:
         else:
             inside_mask = np.zeros(len(x), bool)
             for region in self.sketch.regions:
-                inside_mask |= inside_polygon(x, region)
+                inside_mask |= inside_region(x, region)
             inside = float(self.mass[inside_mask].sum() / self.mass.sum())
             error, primary = None, 1.0 - inside
         base = self.no_force_rmse if self.no_force_rmse else rmse
@@ -267,8 +288,8 @@ def _cem(solver, start, frames, scorer, make_field, mean, std, iterations, sampl
     return best, rollouts
 
 
-def _clip_vectors(params: np.ndarray) -> np.ndarray:
-    vectors = params.reshape(-1, 2)
+def _clip_vectors(params: np.ndarray, dim: int) -> np.ndarray:
+    vectors = params.reshape(-1, dim)
     norm = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors * np.minimum(1.0, MAX_CONTROL_ACCEL / np.maximum(norm, 1e-9))).reshape(params.shape)
 
@@ -292,6 +313,8 @@ def run_case(
     target = case.target if case.target is not None else implied_target(x0, mass, sketch, size, seed)
     frames = case.window_frames
     rng = np.random.default_rng(seed)
+    dim = len(cells)
+    clip = partial(_clip_vectors, dim=dim)
     out = {"name": case.name, "origin": case.origin, "kind": sketch.kind, "frames": frames, "methods": {}}
 
     began = time.perf_counter()
@@ -305,7 +328,8 @@ def run_case(
     began = time.perf_counter()
     toward = sketch.target() - centroid(x0, mass)
     # Start the search at a gentle push toward the goal (plus gravity's worth of lift for a region).
-    lift = np.array([0.0, G if sketch.kind == "region" else 0.0])
+    lift = np.zeros(dim)
+    lift[1] = G if sketch.kind == "region" else 0.0
     initial = 0.5 * G * toward / max(np.linalg.norm(toward), 1e-9) + lift
     (score, vector), rollouts = _cem(
         solver,
@@ -314,11 +338,11 @@ def run_case(
         scorer,
         lambda p: constant_field(p, keys, cells, frames),
         initial,
-        np.full(2, 1.5 * G),
+        np.full(dim, 1.5 * G),
         budget.constant_iterations,
         budget.constant_samples,
         rng,
-        _clip_vectors,
+        clip,
     )
     final["constant"] = _rollout(solver, start, frames, constant_field(vector, keys, cells, frames))
     methods["constant"] = scorer(final["constant"])
@@ -335,10 +359,12 @@ def run_case(
 
     began = time.perf_counter()
 
-    def net_field(params):
-        return ForceField(_net_to_field(params.reshape(ORACLE_KEYS, *ORACLE_NET, 2), keys, cells), frames)
+    net = (ORACLE_KEYS, *ORACLE_NET[dim], dim)
 
-    seed_params = np.broadcast_to(vector, (ORACLE_KEYS, *ORACLE_NET, 2)).reshape(-1).copy()
+    def net_field(params):
+        return ForceField(_net_to_field(params.reshape(net), keys, cells), frames)
+
+    seed_params = np.broadcast_to(vector, net).reshape(-1).copy()
     (score, params), rollouts = _cem(
         solver,
         start,
@@ -350,7 +376,7 @@ def run_case(
         budget.oracle_iterations,
         budget.oracle_samples,
         rng,
-        _clip_vectors,
+        clip,
     )
     final["oracle"] = _rollout(solver, start, frames, net_field(params))
     methods["oracle"] = scorer(final["oracle"])
@@ -361,11 +387,11 @@ def run_case(
 
 
 def _net_to_field(net: np.ndarray, keys: int, cells) -> np.ndarray:
-    """(net_keys, 4, 4, 2) control values → (keys, *cells, 2): linear in time and space."""
-    spatial = upsample(net, cells)  # (net_keys, *cells, 2)
+    """(net_keys, *net, dim) control values → (keys, *cells, dim): linear in time and space."""
+    spatial = upsample(net, cells)  # (net_keys, *cells, dim)
     position = np.linspace(0, len(net) - 1, keys)
     lo = np.minimum(position.astype(int), len(net) - 2)
-    frac = (position - lo)[:, None, None, None]
+    frac = (position - lo).reshape(-1, *(1,) * (spatial.ndim - 1))
     return (spatial[lo] * (1 - frac) + spatial[lo + 1] * frac).astype(np.float32)
 
 
@@ -484,7 +510,8 @@ def evaluate_control(
         cases = generated_cases(family, solver, generated) + load_cases(default_cases(family))[:drawn]
     results = []
     for k, case in enumerate(tqdm(cases, desc=f"eval control {family}", unit="case", disable=not progress)):
-        results.append(run_case(case, solver, controller, budget or Budget(), family, seed=k))
+        budget = budget or Budget.for_dim(len(solver.config.size))
+        results.append(run_case(case, solver, controller, budget, family, seed=k))
     summary = summarise(results)
     summary["family"], summary["weights"] = family, str(weights)
     if plots is not None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.forcefield import upsample
+
 G = 9.81
 MAX_CONTROL_ACCEL = 4 * G  # lifting water into a raised region needs 2-4 g (LESSONS); more only sprays it
 
@@ -22,7 +24,7 @@ def cap(values: np.ndarray, limit: float = MAX_CONTROL_ACCEL) -> np.ndarray:
 
 @dataclass
 class ForceField:
-    values: np.ndarray  # (keys, *cells, dim) in m/s^2, cell-centred on the solver's force grid
+    values: np.ndarray  # (keys, *cells, dim) in m/s^2, cell-centred on the control grid
     frames: int  # length of the control window in frames
 
     def __post_init__(self):
@@ -35,7 +37,10 @@ class ForceField:
     def apply(self, solver, start_time: float | None = None) -> None:
         """Install the field on `solver` from `start_time` (default: now) for the window."""
         start = solver.time if start_time is None else start_time
-        solver.set_force_field(self.values, start, start + self.frames * solver.config.frame_dt)
+        values = self.values
+        if values.shape[1:-1] != tuple(solver.force_cells):  # a coarser control grid (3D)
+            values = upsample(values, tuple(solver.force_cells))
+        solver.set_force_field(values, start, start + self.frames * solver.config.frame_dt)
 
 
 def constant_field(vector, keys: int, cells: tuple[int, ...], frames: int) -> ForceField:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from control.condition import CONDITION_CHANNELS, FLUID_CHANNELS
+from control.condition import CONDITION_CHANNELS, fluid_channels_count
 from control.forcefield import MAX_CONTROL_ACCEL
 from neural.model import load_state, read_weights, write_weights
 
@@ -48,7 +48,12 @@ class ControlSpec:
 # predictions agreed to 1%). The floor keeps the first DDIM step's 1/sqrt(ᾱ) amplification finite.
 SNR_SHIFT = 64.0
 MIN_ALPHA_BAR = 1e-4
-GLOBAL_FEATURES = 7
+
+
+def global_feature_count(dim: int) -> int:
+    return dim + 5  # see global_features
+
+
 CLAMP = MAX_CONTROL_ACCEL / 9.81  # no component of a label exceeds the cap, in label units
 
 
@@ -73,21 +78,25 @@ def global_features(cond: torch.Tensor) -> torch.Tensor:
     mirrors them too): the goal's offset from the fluid's centroid (the path's end, or the region's
     centre), whether there is a path and a region, the window, the region's and the fluid's size."""
     cells = cond.shape[2:]
-    scale = max(cells)
+    dim, scale = len(cells), max(cells)
     axes = [(torch.arange(n, dtype=cond.dtype) + 0.5) / scale for n in cells]
     coords = torch.meshgrid(*axes, indexing="ij")
-    fluid, path = cond[:, 0], cond[:, FLUID_CHANNELS]
-    region, end = cond[:, FLUID_CHANNELS + 3], cond[:, FLUID_CHANNELS + 5]
+    sketch = fluid_channels_count(dim)  # the sketch channels start here (layout in control.sketch)
+    fluid, path = cond[:, 0], cond[:, sketch]
+    region, end = cond[:, sketch + dim + 1], cond[:, sketch + dim + 3]
     here = _weighted_mean(fluid, coords)
     has_path = (path.flatten(1).amax(1) > 0.5).to(cond.dtype)
     has_region = (region.flatten(1).amax(1) > 0.5).to(cond.dtype)
     goal = torch.where(has_path[:, None] > 0, _weighted_mean(end**4, coords), _weighted_mean(region, coords))
     offset = (goal - here) * (has_path + has_region).clamp_max(1)[:, None]
-    spread = sum((fluid * (c - here[:, k, None, None]) ** 2).flatten(1).sum(1) for k, c in enumerate(coords))
+    spread = sum(
+        (fluid * (c - here[:, k].reshape(-1, *(1,) * dim)) ** 2).flatten(1).sum(1)
+        for k, c in enumerate(coords)
+    )
     spread = (spread / fluid.flatten(1).sum(1).clamp_min(1e-6)).sqrt()
     region_size = region.flatten(1).sum(1).sqrt() / scale
     window = cond[:, -1].flatten(1).mean(1)
-    return torch.cat([offset[:, :2], torch.stack([has_path, has_region, window, region_size, spread], 1)], 1)
+    return torch.cat([offset, torch.stack([has_path, has_region, window, region_size, spread], 1)], 1)
 
 
 class _Block(nn.Module):
@@ -119,7 +128,9 @@ class DenoiserUNet(nn.Module):
         )
         # The sketch's global intent (where to, how far) joins the timestep embedding in every block.
         self.g_mlp = nn.Sequential(
-            nn.Linear(GLOBAL_FEATURES, self.t_dim), nn.SiLU(), nn.Linear(self.t_dim, self.t_dim)
+            nn.Linear(global_feature_count(spec.dim), self.t_dim),
+            nn.SiLU(),
+            nn.Linear(self.t_dim, self.t_dim),
         )
         c = spec.field_channels + spec.cond_channels
         self.down = nn.ModuleList()
@@ -168,7 +179,7 @@ class ForceDiffusion(nn.Module):
     def drop_sketch(cond: torch.Tensor) -> torch.Tensor:
         """The unconditional input of classifier-free guidance: the fluid without the sketch."""
         out = cond.clone()
-        out[:, FLUID_CHANNELS:-1] = 0
+        out[:, fluid_channels_count(cond.ndim - 2) : -1] = 0
         return out
 
     def loss(self, field: torch.Tensor, cond: torch.Tensor, weight: torch.Tensor, drop: float = 0.1):

@@ -3,6 +3,10 @@
 An open stroke is a path (move the fluid along it; its end is the target); a closed stroke is a region
 (gather the fluid inside it). Degenerate input never raises: the stroke is dropped or repaired and the
 reason is returned as a message.
+
+In 3D a stroke arrives lifted into the scene (on the plane through the fluid's centroid facing the camera,
+or on the floor). A 3D region is what the loop encloses as seen along its plane's normal: a prism through
+the domain, so "inside" means the same thing on screen and in the scene.
 """
 
 from __future__ import annotations
@@ -16,15 +20,22 @@ MAX_POINTS = 128  # after resampling
 CLOSED_GAP = 0.2  # a stroke is closed when its ends are closer than this share of its length
 MIN_CELLS = 1.5  # strokes shorter than this many control cells carry no direction
 MAX_CROSSINGS = 2  # more self-crossings than this is a scribble
-SKETCH_CHANNELS = 6  # path mask, tangent (2), region mask, start marker, end marker
+
+
+def sketch_channels(dim: int) -> int:
+    """Path mask, unit tangent (dim), region mask, start marker, end marker."""
+    return dim + 4
+
+
+SKETCH_CHANNELS = sketch_channels(2)
 
 
 @dataclass
 class Sketch:
     """Cleaned strokes in domain coordinates (metres)."""
 
-    paths: list[np.ndarray] = field(default_factory=list)  # each (M, 2), start to end
-    regions: list[np.ndarray] = field(default_factory=list)  # each (M, 2), a closed polygon
+    paths: list[np.ndarray] = field(default_factory=list)  # each (M, dim), start to end
+    regions: list[np.ndarray] = field(default_factory=list)  # each (M, dim), a closed (planar) polygon
 
     @property
     def kind(self) -> str:
@@ -73,13 +84,34 @@ def arc_length(points: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
 
 
+def plane_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, basis (2, dim)) of the plane a stroke lies in: the identity in 2D, the best-fit plane of
+    the points in 3D (its two main directions)."""
+    points = np.asarray(points, float)
+    if points.shape[1] == 2:
+        return np.zeros(2), np.eye(2)
+    origin = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - origin, full_matrices=False)
+    return origin, vt[:2]
+
+
+def to_plane(points: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    origin, basis = frame
+    return (np.asarray(points, float) - origin) @ basis.T
+
+
 def polygon_centroid(polygon: np.ndarray) -> np.ndarray:
-    x, y = polygon[:, 0], polygon[:, 1]
+    frame = plane_frame(polygon)
+    flat = to_plane(polygon, frame)
+    x, y = flat[:, 0], flat[:, 1]
     cross = x * np.roll(y, -1) - np.roll(x, -1) * y
     area = cross.sum() / 2
     if abs(area) < 1e-12:
         return polygon.mean(axis=0)
-    return np.array([((x + np.roll(x, -1)) * cross).sum(), ((y + np.roll(y, -1)) * cross).sum()]) / (6 * area)
+    centre = np.array([((x + np.roll(x, -1)) * cross).sum(), ((y + np.roll(y, -1)) * cross).sum()]) / (
+        6 * area
+    )
+    return frame[0] + centre @ frame[1]
 
 
 def resample(points: np.ndarray, spacing: float, closed: bool = False) -> np.ndarray:
@@ -128,13 +160,16 @@ def clean_stroke(
         points = np.asarray(raw, dtype=float)
     except (TypeError, ValueError):
         return "dropped", None, f"{label}: not a list of points; ignored"
-    if points.ndim != 2 or points.shape[0] == 0 or points.shape[1] < 2:
+    dim = len(size)
+    if points.ndim != 2 or points.shape[0] == 0:
         return "dropped", None, f"{label}: empty; nothing to do"
-    points = points[:, :2]
+    if points.shape[1] < dim:
+        return "dropped", None, f"{label}: points need {dim} coordinates in a {dim}D scene; ignored"
+    points = points[:, :dim]
     points = points[np.all(np.isfinite(points), axis=1)]
     if len(points) == 0:
         return "dropped", None, f"{label}: empty (no finite points); nothing to do"
-    upper = np.asarray(size[:2], float)
+    upper = np.asarray(size, float)
     inside = np.all((points >= 0) & (points <= upper), axis=1)
     if len(points) and not inside.any():
         return "dropped", None, f"{label}: outside the domain; ignored"
@@ -158,7 +193,7 @@ def clean_stroke(
     if len(raw) > MAX_POINTS * 4 and message is None:
         message = f"{label}: {len(raw)} points resampled to {len(resampled)}"
     ring = np.concatenate([resampled, resampled[:1]]) if closed else resampled
-    crossings = self_crossings(ring)
+    crossings = self_crossings(to_plane(ring, plane_frame(ring)))
     if crossings > MAX_CROSSINGS:
         return (
             "dropped",
@@ -169,8 +204,8 @@ def clean_stroke(
 
 
 def parse_sketch(strokes, size: Sequence[float], cell: float) -> SketchResult:
-    """Clean `strokes` (each a list of (x, y) points in metres, or a dict with "points") for a domain of
-    `size`; `cell` is the control grid's cell size. Never raises on bad strokes."""
+    """Clean `strokes` (each a list of points in metres, (x, y) or (x, y, z) as the domain `size` has, or
+    a dict with "points"); `cell` is the control grid's cell size. Never raises on bad strokes."""
     sketch, messages = Sketch(), []
     if strokes is None or len(strokes) == 0:
         return SketchResult(sketch, ["the sketch is empty; nothing to do"])
@@ -190,7 +225,7 @@ def parse_sketch(strokes, size: Sequence[float], cell: float) -> SketchResult:
 
 
 def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from each point (K, 2) to the polyline and the unit tangent of its nearest segment."""
+    """Distance from each point (K, dim) to the polyline and the unit tangent of its nearest segment."""
     a, b = line[:-1], line[1:]
     ab = b - a
     length2 = np.maximum((ab**2).sum(axis=1), 1e-12)
@@ -203,7 +238,7 @@ def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> tuple[np.ndar
 
 
 def inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd rule."""
+    """Even-odd rule on (K, 2) points and a 2D polygon."""
     x, y = points[:, 0:1], points[:, 1:2]
     x0, y0 = polygon[:, 0][None], polygon[:, 1][None]
     x1, y1 = np.roll(polygon[:, 0], -1)[None], np.roll(polygon[:, 1], -1)[None]
@@ -212,25 +247,36 @@ def inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return ((straddles & (x < crossing_x)).sum(axis=1) % 2) == 1
 
 
-def cell_centres(cells: tuple[int, int], cell: float) -> np.ndarray:
+def inside_region(points: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Whether each point lies inside a region: the polygon in 2D, the prism along its plane's normal
+    in 3D."""
+    frame = plane_frame(region)
+    return inside_polygon(to_plane(points, frame), to_plane(region, frame))
+
+
+def cell_centres(cells: tuple[int, ...], cell: float) -> np.ndarray:
     axes = [(np.arange(n) + 0.5) * cell for n in cells]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 2)
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(cells))
 
 
-def rasterise(sketch: Sketch, cells: tuple[int, int], cell: float) -> np.ndarray:
-    """(SKETCH_CHANNELS, *cells): path mask, unit tangent x/y, region mask, start and end markers."""
+def rasterise(sketch: Sketch, cells: tuple[int, ...], cell: float) -> np.ndarray:
+    """(sketch_channels(dim), *cells): path mask, unit tangent, region mask, start and end markers."""
+    dim = len(cells)
     centres = cell_centres(cells, cell)
-    out = np.zeros((SKETCH_CHANNELS, len(centres)), np.float32)
+    region_channel, start_channel, end_channel = dim + 1, dim + 2, dim + 3
+    out = np.zeros((sketch_channels(dim), len(centres)), np.float32)
     for path in sketch.paths:
         distance, tangent = _distance_to_polyline(centres, path)
         mask = np.clip(1.0 - distance / (1.5 * cell), 0.0, 1.0)
         out[0] = np.maximum(out[0], mask)
-        out[1:3] += (mask[:, None] * tangent).T
-        for channel, point in ((4, path[0]), (5, path[-1])):
+        out[1 : 1 + dim] += (mask[:, None] * tangent).T
+        for channel, point in ((start_channel, path[0]), (end_channel, path[-1])):
             bump = np.exp(-((centres - point) ** 2).sum(axis=1) / (2 * (1.5 * cell) ** 2))
             out[channel] = np.maximum(out[channel], bump)
-    norm = np.maximum(np.linalg.norm(out[1:3], axis=0), 1.0)
-    out[1:3] /= norm
+    norm = np.maximum(np.linalg.norm(out[1 : 1 + dim], axis=0), 1.0)
+    out[1 : 1 + dim] /= norm
     for region in sketch.regions:
-        out[3] = np.maximum(out[3], inside_polygon(centres, region).astype(np.float32))
-    return out.reshape(SKETCH_CHANNELS, *cells)
+        out[region_channel] = np.maximum(
+            out[region_channel], inside_region(centres, region).astype(np.float32)
+        )
+    return out.reshape(sketch_channels(dim), *cells)

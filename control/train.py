@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from control.condition import FLUID_CHANNELS
+from control.condition import condition_channels, fluid_channels_count
 from control.model import ControlSpec, ForceDiffusion, save_control
 from neural.train import load_checkpoint, lr_schedule, optimise, provenance, save_checkpoint
 
@@ -65,7 +65,7 @@ def mirror(condition: torch.Tensor, field: torch.Tensor, weight: torch.Tensor, d
     """The x-mirrored examples (gravity is vertical, so mirroring is a symmetry of the data)."""
     condition, field, weight = condition.flip(2), field.flip(2), weight.flip(2)
     condition = condition.clone()
-    condition[:, [1, FLUID_CHANNELS + 1]] *= -1  # x velocity and x tangent
+    condition[:, [1, fluid_channels_count(dim) + 1]] *= -1  # x velocity and x tangent
     field = field.clone()
     field[:, 0::dim] *= -1  # x components of every key (channels are key-major: k * dim + d)
     return condition, field, weight
@@ -105,6 +105,8 @@ def train_control(cfg: ControlTrainConfig, progress: bool = True) -> dict:
         keys=shards.keys,
         materials=sorted(FAMILY_MATERIALS[cfg.family]),
         frame_dt=1 / 60,
+        cond_channels=condition_channels(shards.dim),
+        widths=[24, 48, 96] if shards.dim == 2 else [16, 32, 64],  # 3D convolutions cost 3x per cell
     )
     held = int(round(cfg.holdout * shards.n_states))
     val_ids = np.flatnonzero(shards.states < held)

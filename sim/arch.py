@@ -18,8 +18,12 @@ class BackendError(RuntimeError):
 
 def _start(name: str) -> str:
     """ti.init on one backend; returns the arch Taichi really took (it silently falls back to the CPU)."""
+    # SLUICE_CPU_THREADS: background jobs sharing a small machine can take one core each.
+    threads = os.environ.get("SLUICE_CPU_THREADS")
+    extra = {"cpu_max_num_threads": int(threads)} if threads else {}
     ti.init(
         arch=getattr(ti, name),
+        **extra,
         default_fp=ti.f32,
         offline_cache=True,
         random_seed=0,

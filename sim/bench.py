@@ -25,6 +25,9 @@ def record(name: str, value: float, unit: str, **extra) -> dict:
 
 
 def print_table(records: list[dict]) -> None:
+    if not records:
+        print("no records (see the messages above)")
+        return
     width = max(len(r["name"]) for r in records)
     print(f"{'record':{width}s}  {'value':>14s}  unit")
     for r in records:
