@@ -58,10 +58,10 @@ def parse_script(raw: dict, source: str, dim: int) -> list[Action]:
     return sorted(actions, key=lambda a: a.frame)
 
 
-def _is_point(p) -> bool:
+def _is_point(p, dim: int) -> bool:
     return (
         isinstance(p, list)
-        and len(p) == 2
+        and len(p) == dim
         and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p)
     )
 
@@ -107,8 +107,11 @@ def _parse_action(source: str, where: str, table: Any, dim: int) -> Action:
     elif kind == "sketch":
         strokes = table.get("strokes")
         if not isinstance(strokes, list) or not all(
-            isinstance(s, list) and all(_is_point(p) for p in s) for s in strokes
+            isinstance(s, list) and all(_is_point(p, dim) for p in s) for s in strokes
         ):
-            r.fail("strokes", "must be a list of strokes, each a list of [x, y] points")
+            r.fail(
+                "strokes",
+                f"must be a list of strokes, each a list of {'[x, y]' if dim == 2 else '[x, y, z]'} points",
+            )
         args = {"strokes": strokes, "window": r.integer("window", 40, minimum=1)}
     return Action(frame, kind, args)
