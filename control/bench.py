@@ -14,7 +14,7 @@ from control.condition import CONTROL_GRID_3D, fluid_channels_count
 from control.controller import Controller, weights_dir
 from control.evaluate import Budget, evaluate_control
 from control.sketch import parse_sketch
-from sim.bench import record
+from sim.bench import missing_weights, record
 
 FAMILY = "water2d"
 FAMILY_3D = "water3d"
@@ -41,11 +41,7 @@ def plan_latency(controller: Controller, repeats: int) -> float:
 def control3d_records(quick: bool = False, report_path: Path | None = None) -> list[dict]:
     """`eval control --family water3d` on 2 generated + 2 drawn cases with the 3D search budget."""
     weights = weights_dir() / f"{FAMILY_3D}.safetensors"
-    if not weights.is_file():
-        print(
-            f"bench control: skipping the control3d records: {weights} not found "
-            f"(train it with `python main.py train-control --family {FAMILY_3D}`)"
-        )
+    if missing_weights(weights, "control3d", f"python main.py train-control --family {FAMILY_3D}"):
         return []
     controller = Controller.load(weights)
     plan_ms = plan_latency(controller, 3 if quick else 10)
@@ -123,5 +119,5 @@ def control_records(
             record(f"control.score.{m}", summary[m]["score"], "")
             for m in ("none", "constant", "ours", "oracle")
         ],
-        *control3d_records(quick, None if report_path is None else report_path.with_suffix(".3d.json")),
+        *control3d_records(quick, None if report_path is None else report_path.with_name("control3d_report.json")),
     ]

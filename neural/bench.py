@@ -17,7 +17,7 @@ from neural.grid import ModelGrid
 from neural.model import bf16_autocast
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 from sim import state as state_io
-from sim.bench import record
+from sim.bench import missing_weights, record
 from sim.build import build_solver
 from sim.scene import load_scene
 
@@ -90,12 +90,13 @@ def autocast_records(network, solver, repeats: int = 5) -> list[dict]:
     ]
 
 
-def _frame_reports(stepper, solver, frames: int) -> list:
-    """Mean over `frames` frames from the scene's start (kernels compiled beforehand): a hybrid's
-    fallbacks and the solver frames after each (hysteresis) cluster, and a median would hide them."""
-    state = state_io.snapshot(solver)
-    stepper.advance(solver)  # compile and warm up, then start over
-    state_io.restore(solver, state)
+def _frame_reports(stepper, solver, start, frames: int) -> list:
+    """The reports of `frames` frames from the state `start` (after one frame to compile and warm up).
+    Latencies are averaged over all of them: a hybrid's fallbacks, and the solver frames after each
+    (hysteresis), cluster, and a median would hide them."""
+    state_io.restore(solver, start)
+    stepper.advance(solver)
+    state_io.restore(solver, start)
     stepper.reset()
     return [stepper.advance(solver) for _ in range(frames)]
 
@@ -109,8 +110,11 @@ def latency_records_3d(frames: int) -> list[dict]:
         raise RuntimeError(message)
     solver = build_solver(scene)
     records = autocast_records(hybrid.neural.model, solver)
-    numerical_ms = float(np.mean([r.latency_ms for r in _frame_reports(NumericalStepper(), solver, frames)]))
-    reports = _frame_reports(hybrid, solver, frames)
+    start = state_io.snapshot(solver)  # both steppers run the same first frames of the scene
+    numerical_ms = float(
+        np.mean([r.latency_ms for r in _frame_reports(NumericalStepper(), solver, start, frames)])
+    )
+    reports = _frame_reports(hybrid, solver, start, frames)
     hybrid_ms = float(np.mean([r.latency_ms for r in reports]))
     learned_ms = statistics.median([r.latency_ms for r in reports if r.path == "neural"] or [np.nan])
     numerical_share = np.mean([r.path != "neural" for r in reports])
@@ -142,11 +146,7 @@ def latency_records_3d(frames: int) -> list[dict]:
 
 def neural3d_records(quick: bool = False) -> list[dict]:
     weights = find_weights_dir() / f"{FAMILY_3D}.safetensors"
-    if not weights.is_file():
-        print(
-            f"bench neural: skipping the neural3d records: {weights} not found "
-            f"(train it with `python main.py train --family {FAMILY_3D}`)"
-        )
+    if missing_weights(weights, "neural3d", f"python main.py train --family {FAMILY_3D}"):
         return []
     report = evaluate(FAMILY_3D, weights, rollouts=1 if quick else 2, frames=20 if quick else 60)
     return latency_records_3d(5 if quick else 40) + accuracy_records("neural3d", report)

@@ -24,6 +24,15 @@ def record(name: str, value: float, unit: str, **extra) -> dict:
     return {"name": name, "value": float(value), "unit": unit, **extra}
 
 
+def missing_weights(weights: Path, records: str, train_command: str) -> bool:
+    """True (after saying which records are skipped and how to train the weights) when `weights` is absent:
+    a suite's records that need shipped weights skip rather than fail on a checkout without them."""
+    if weights.is_file():
+        return False
+    print(f"bench: skipping the {records} records: {weights} not found (train it with `{train_command}`)")
+    return True
+
+
 def print_table(records: list[dict]) -> None:
     if not records:
         print("no records (see the messages above)")
