@@ -119,5 +119,5 @@ def control_records(
             record(f"control.score.{m}", summary[m]["score"], "")
             for m in ("none", "constant", "ours", "oracle")
         ],
-        *control3d_records(quick, None if report_path is None else report_path.with_name("control3d_report.json")),
+        *control3d_records(quick, report_path and report_path.with_name("control3d_report.json")),
     ]
