@@ -166,6 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         resume=args.resume,
         max_trajectories=args.max_trajectories,
+        pushforward_after=args.pushforward_after,
+        pushforward_share=args.pushforward_share,
     )
     result = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
@@ -472,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--max-trajectories", type=int, default=None)
+    p.add_argument(
+        "--pushforward-after", type=float, default=0.3, help="share of the steps before pushforward starts"
+    )
+    p.add_argument(
+        "--pushforward-share", type=float, default=0.5, help="share of each batch from the model's own frame"
+    )
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_train)

@@ -1,9 +1,11 @@
 """Random initial conditions of each training family, as scene dictionaries (validated by sim.scene).
 
 Every family lives in one 1 m square (2D) or cube (3D) domain, so one solver serves a whole dataset without
-recompiling; a random right wall, as an obstacle, varies where the fluid meets a wall. The 2D families are
-simulated at 1/64 m with 4 particles per cell, the 3D ones at 1/32 m with 8 (so a 3D frame stays affordable
-on a CPU); each family's learned grid has its solver's cell size.
+recompiling; a random right wall, as an obstacle, varies where the fluid meets a wall. The learned grid of
+the 2D families has 1/64 m cells, that of the 3D ones 1/32 m. water2d is simulated at the app's resolution
+(1/128 m, 4 particles per cell: the cell of water_ramps, close to dam_break's 1/219 m), so the model learns
+the fine solver's outcomes on its coarse grid; the other families are simulated on their learned grid
+(4 particles per cell in 2D, 8 in 3D, so a 3D frame stays affordable on a CPU).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ FAMILY_MATERIALS = {
     "sand3d": ["sand"],
 }
 DOMAIN = 1.0
-SOLVER_GRID = 64  # the 2D families' full-resolution MPM: 1/64 m cells (4 particles per cell)
-SOLVER_GRID_3D = 32  # the 3D families': 1/32 m cells (8 particles per cell)
-# Cells along the domain of each family's full-resolution MPM; the learned grid has the same cell size.
-FAMILY_SOLVER_GRID = {f: SOLVER_GRID if d == 2 else SOLVER_GRID_3D for f, d in FAMILY_DIM.items()}
-FAMILY_MODEL_H = {f: DOMAIN / g for f, g in FAMILY_SOLVER_GRID.items()}  # the learned grid's cell size (m)
+MODEL_GRID = 64  # the 2D families' learned grid: 1/64 m cells
+MODEL_GRID_3D = 32  # the 3D families': 1/32 m cells
+FAMILY_MODEL_H = {f: DOMAIN / (MODEL_GRID if d == 2 else MODEL_GRID_3D) for f, d in FAMILY_DIM.items()}
+# Cells along the domain of each family's reference MPM (the data's resolution).
+FAMILY_SOLVER_GRID = {f: round(DOMAIN / h) for f, h in FAMILY_MODEL_H.items()} | {"water2d": 128}
+COLUMN_PROBABILITY = {"water2d": 0.4}  # a resting column against a wall: the dam breaks of the app
 FRAME_DT = 1.0 / 60.0
 MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
 # The fastest flow any scene of a 2D family can reach: one sound speed and dt for the whole dataset.
@@ -128,6 +131,8 @@ def random_scene(family: str, rng: np.random.Generator) -> dict:
     if family in ("water_ramps2d", "sand_ramps2d"):
         obstacles += _ramps(rng, int(rng.integers(1, 4))) + _boxes(rng, int(rng.integers(0, 3)))
     materials = FAMILY_MATERIALS[family]
+    if family in COLUMN_PROBABILITY and rng.random() < COLUMN_PROBABILITY[family]:
+        return _scene(family, [_column(rng, obstacles)], obstacles)
     count = _body_count(family, rng)
     bodies, taken, particles = [], [], 0
     for k in range(count):
@@ -163,6 +168,21 @@ def random_scene(family: str, rng: np.random.Generator) -> dict:
     if not bodies:  # always at least one body: a plain block in the lower left
         lo, hi = [0.02, 0.0, 0.02][:dim], [0.25, 0.3, 0.25][:dim]
         bodies.append({"material": materials[0], "shape": "box", "min": lo, "max": hi})
+    return _scene(family, bodies, obstacles)
+
+
+def _column(rng, obstacles: list[dict]) -> dict:
+    """A water column at rest against the left wall or the right one (the domain's or the random wall),
+    width 0.08-0.3 m and 1-2.5 times as high: a dam break."""
+    right = obstacles[0]["min"][0] if obstacles else DOMAIN
+    width = float(rng.uniform(0.08, min(0.3, right / 3)))
+    height = float(min(width * rng.uniform(1.0, 2.5), 0.7))
+    lo = 0.0 if rng.random() < 0.5 else right - width
+    return {"material": "water", "shape": "box", "min": [lo, 0.0], "max": [lo + width, height]}
+
+
+def _scene(family: str, bodies: list[dict], obstacles: list[dict]) -> dict:
+    dim = FAMILY_DIM[family]
     return {
         "scene": {
             "name": family,

@@ -37,11 +37,14 @@ class ModelGrid:
         axes = [(np.arange(n) - PAD) * self.h for n in self.shape]
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
 
-    def solid_mask(self, colliders=()) -> np.ndarray:
-        """1 on nodes outside the domain or inside an obstacle, else 0."""
+    def solid_mask(self, colliders=(), walls_on_boundary: bool = False) -> np.ndarray:
+        """1 on nodes outside the domain or inside an obstacle, else 0 (the network's input). With
+        `walls_on_boundary`, nodes on the domain's boundary count as wall too, as in the solver's wall
+        condition (the pressure projection's mask)."""
         nodes = self.node_positions()
         flat = nodes.reshape(-1, self.dim)
-        outside = np.any((flat < -1e-9) | (flat > np.asarray(self.size) + 1e-9), axis=1)
+        eps = 1e-9 if not walls_on_boundary else -1e-6 * self.h
+        outside = np.any((flat < -eps) | (flat > np.asarray(self.size) + eps), axis=1)
         for c in colliders:
             outside |= c.signed_distance(flat) < 0
         return outside.reshape(self.shape).astype(np.float32)
@@ -82,6 +85,25 @@ def p2g(x: torch.Tensor, values: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
     out = torch.zeros(int(np.prod(grid.shape)), k, dtype=values.dtype, device=values.device)
     out.index_add_(0, index.reshape(-1), (weight[:, :, None] * values[:, None, :]).reshape(-1, k))
     return out.T.reshape(k, *grid.shape)
+
+
+def g2p(x: torch.Tensor, field: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
+    """Gather a grid field (K, *shape) at particles with B-spline weights: (N, K)."""
+    index, weight = _stencil(x, grid)
+    flat = field.reshape(field.shape[0], -1)
+    return (flat[:, index] * weight[None]).sum(-1).T
+
+
+def advect(x: torch.Tensor, velocities: torch.Tensor, grid: ModelGrid, frame_dt: float):
+    """Particles moved through M sub-interval grid velocities (M, dim, *shape), kept inside the domain, as
+    the solver's advect_frame does (without colliders): returns the new positions and the velocity at the
+    frame's end (extrapolated from the last two sub-intervals, as NeuralStepper.advance keeps it)."""
+    steps = velocities.shape[0]
+    upper = torch.tensor(grid.size, dtype=x.dtype)
+    for m in range(steps):
+        x = torch.minimum(torch.clamp_min(x + frame_dt / steps * g2p(x, velocities[m], grid), 0.0), upper)
+    end = 1.5 * velocities[-1] - 0.5 * velocities[-2] if steps > 1 else velocities[-1]
+    return x, g2p(x, end, grid)
 
 
 def mass_weighted(x, mass, per_particle, grid: ModelGrid) -> torch.Tensor:

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neural.grid import PAD, ModelGrid, assemble_features, velocity_of
+from neural.grid import N_MATERIALS, PAD, ModelGrid, assemble_features, velocity_of
 from neural.guard import Guard, GuardScores
 from neural.model import GridStepper, bf16_autocast
+from neural.projection import project
 from sim import state as state_io
 from sim.solver import MPMSolver, NonFiniteError, StepStats
 
@@ -56,11 +57,19 @@ class NeuralStepper:
 
     name = "neural"
 
-    def __init__(self, model: GridStepper, weights_name: str = "", autocast: bool | None = None):
+    def __init__(
+        self,
+        model: GridStepper,
+        weights_name: str = "",
+        autocast: bool | None = None,
+        projection: bool = True,
+    ):
         self.model = model
         self.spec = model.spec
         self.weights = weights_name
         self.autocast = bool(self.spec.autocast if autocast is None else autocast)
+        # Project the predicted velocities onto water-preserving fields (neural.projection).
+        self.projection = projection and "water" in self.spec.materials
         self._solid_key = None
         self._solid = None
         self._previous_velocity = None
@@ -73,9 +82,11 @@ class NeuralStepper:
         return ModelGrid(solver.dim, self.spec.h, solver.config.size)
 
     def _solid_mask(self, solver: MPMSolver, grid: ModelGrid) -> torch.Tensor:
+        """The network's solid mask; the projection's wall mask (boundary nodes included) beside it."""
         key = (grid, tuple(repr(c.describe()) for c in solver.colliders))
         if key != self._solid_key:
             self._solid = torch.from_numpy(grid.solid_mask(solver.colliders))
+            self._walls = torch.from_numpy(grid.solid_mask(solver.colliders, walls_on_boundary=True))
             self._solid_key = key
         return self._solid
 
@@ -104,9 +115,15 @@ class NeuralStepper:
         with bf16_autocast(self.autocast and device == "cpu"):
             velocities = self.model(features[None], gravity=gravity)[0]  # (M, dim, *grid)
         t2 = time.perf_counter()
+        split = {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+        if self.projection:
+            velocities, self.last_projection = project(
+                velocities.float(), features[:N_MATERIALS], self._walls, grid.h, self.spec.frame_dt
+            )
+            split["projection"] = (time.perf_counter() - t2) * 1e3
         order = (0, *range(2, 2 + grid.dim), 1)
-        out = velocities.permute(order).contiguous().numpy()
-        return out, {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}, grid
+        out = velocities.float().permute(order).contiguous().numpy()
+        return out, split, grid
 
     def advance(self, solver: MPMSolver) -> StepReport:
         start = time.perf_counter()

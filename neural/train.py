@@ -40,6 +40,11 @@ class TrainConfig:
     batch: int = 16
     lr: float = 2e-3
     noise: float = 0.03  # input velocity noise, in units of v_scale
+    # Pushforward (Brandstetter et al. 2022, as NeuralMPM's autoregressive training): from this share of
+    # the steps on, this share of each batch starts from the model's own previous frame (no gradient
+    # through it), so the model learns to answer its own errors, compression among them.
+    pushforward_after: float = 0.3
+    pushforward_share: float = 0.5
     resume: bool = False
     seed: int = 0
     checkpoint_every: int = 250
@@ -90,6 +95,7 @@ class Shards:
                 self.metas.append(json.loads(str(z["meta"])))
         self.paths = paths
         self.frames = sum(len(f) for f in self.features)
+        self._particles: dict[int, dict] = {}
 
     def __len__(self) -> int:
         return len(self.features)
@@ -98,6 +104,51 @@ class Shards:
         f = torch.from_numpy(np.stack([self.features[t][k] for t, k in indices])).float()
         y = torch.from_numpy(np.stack([self.targets[t][k] for t, k in indices])).float()
         return f, y
+
+    def particles(self, t: int) -> dict:
+        """Trajectory t's particle arrays (positions memory-mapped) and its projection wall mask."""
+        if t not in self._particles:
+            from neural.grid import ModelGrid
+            from sim.scene import parse_scene
+
+            with np.load(self.paths[t]) as z:
+                scene = parse_scene(json.loads(str(z["scene"])), str(self.paths[t]))
+                arrays = {k: torch.from_numpy(z[k]) for k in ("mass", "volume", "material", "solid")}
+            meta = self.metas[t]
+            grid = ModelGrid(len(meta["size"]), meta["h"], tuple(meta["size"]))
+            arrays["x"] = _npz_array(self.paths[t], "x")
+            arrays["grid"] = grid
+            arrays["walls"] = torch.from_numpy(grid.solid_mask(scene.obstacles, walls_on_boundary=True))
+            self._particles[t] = arrays
+        return self._particles[t]
+
+
+@torch.no_grad()
+def pushforward(model: GridStepper, shards: Shards, picks: list[tuple[int, int]], clean: torch.Tensor):
+    """The features of frame k+1 as the model itself would produce them from frame k (`clean`, the
+    shard's features of frame k): predict, project as the stepper does, advect the shard's particles
+    and transfer them again. The external acceleration of frame k+1 is the shard's."""
+    from neural.grid import advect, frame_features, velocity_of
+    from neural.projection import project
+
+    spec = model.spec
+    out = []
+    for (t, k), f in zip(picks, clean):
+        p = shards.particles(t)
+        grid = p["grid"]
+        gravity = torch.tensor(shards.metas[t].get("gravity", spec.gravity))
+        velocities = model(f[None], gravity=gravity)[0]
+        if "water" in spec.materials:
+            velocities, _ = project(velocities, f[:N_MATERIALS], p["walls"], grid.h, spec.frame_dt)
+        x, v = advect(torch.from_numpy(np.asarray(p["x"][k], np.float32)), velocities, grid, spec.frame_dt)
+        nxt = torch.from_numpy(np.asarray(shards.features[t][k + 1], np.float32))
+        accel = nxt[N_MATERIALS + spec.dim + 1 : N_MATERIALS + 2 * spec.dim + 1]
+        out.append(
+            frame_features(
+                x, v, p["mass"], p["volume"], p["material"], p["solid"], accel, velocity_of(f), grid
+            )
+        )
+    return torch.stack(out)
 
 
 def fit_scales(shards: Shards, spec: ModelSpec) -> dict[str, float]:
@@ -269,6 +320,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             group["lr"] = cfg.lr * lr_schedule(step, cfg.steps)
         picks = [(t, int(rng.integers(frames_per[t]))) for t in rng.choice(train_ids, cfg.batch)]
         features, targets = shards.batch(picks)
+        if step >= cfg.pushforward_after * cfg.steps and cfg.pushforward_share > 0:
+            # The first picks start one frame earlier, from the model's own output of that frame.
+            n = int(round(cfg.pushforward_share * cfg.batch))
+            own = [i for i, (_, k) in enumerate(picks[:n]) if k > 0]
+            if own:
+                early = [(picks[i][0], picks[i][1] - 1) for i in own]
+                clean, _ = shards.batch(early)
+                features[own] = pushforward(model, shards, early, clean)
         # Noise on the input velocities, with clean targets: the model learns to correct its own drift.
         k = N_MATERIALS
         for lo in (k, k + 2 * dim + 1):
@@ -304,6 +363,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "batch": cfg.batch,
             "lr": cfg.lr,
             "noise": cfg.noise,
+            "pushforward": {"after": cfg.pushforward_after, "share": cfg.pushforward_share},
             "parameters": sum(p.numel() for p in model.parameters()),
             **provenance(rows, cfg.run_dir),
         }

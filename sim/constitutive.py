@@ -29,6 +29,11 @@ def nonfinite(value: ti.f32) -> ti.i32:
 
 
 @ti.func
+def is_water(table: ti.template(), s) -> ti.i32:
+    return ti.cast(table[s, _COL["kind"]], ti.i32) == WATER
+
+
+@ti.func
 def kirchhoff_stress(table: ti.template(), s, F, J, C, dx, dim: ti.template()):
     kind = ti.cast(table[s, _COL["kind"]], ti.i32)
     mu = table[s, _COL["mu"]]

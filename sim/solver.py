@@ -513,7 +513,15 @@ class MPMSolver:
         continue from the result with no conversion.
 
         Sub-interval velocities are averages over each part of the frame; `end_velocity` (*grid, dim), when
-        given, is the velocity at the frame's end, which the particles keep (v and C) without moving."""
+        given, is the velocity at the frame's end, which the particles keep (v and C) without moving.
+
+        The handover contract: water's J is not integrated here. A coarse predicted field's divergence is
+        not the particles' volume change (integrated, it left J at 0.59 after 7 frames while the
+        particles' spacing said 1.4x compression at most), so a learned frame keeps each water particle's
+        J as the solver left it, relaxed to at most 1: the learned stepper's pressure projection keeps
+        the particles at rest spacing, and rest spacing under the solver's own load is J in
+        [its hydrostatic compression, 1]. A solver frame can then take over at any frame with the
+        pressure the solver last had, never more. F (solids) advances as in g2p."""
         velocities = np.ascontiguousarray(velocities, dtype=np.float32)
         if velocities.ndim != self.dim + 2 or velocities.shape[-1] != self.dim:
             raise ValueError(f"velocities must be (M, *grid, {self.dim}), got {velocities.shape}")
@@ -525,7 +533,7 @@ class MPMSolver:
         sub_dt = self.config.frame_dt / steps
         self.counters.fill(0)
         for m in range(velocities.shape[0]):
-            self._advect(velocities, m, sub_dt if m < steps else 0.0, 1.0 / h, float(pad))
+            self._advect(velocities, m, sub_dt if m < steps else 0.0, 1.0 / h, float(pad), 1)
         self.time += self.config.frame_dt
         return self._finish_frame(0)
 
@@ -702,10 +710,12 @@ class MPMSolver:
                 g_v = self.grid_v[base + offset]
                 new_v += weight * g_v
                 new_C += (4.0 * self.inv_dx * weight) * g_v.outer_product(dpos)
-            self._move_particle(p, new_v, new_C, dt)
+            self._move_particle(p, new_v, new_C, dt, 0)
 
     @ti.kernel
-    def _advect(self, grid_v: ti.types.ndarray(), m: ti.i32, dt: ti.f32, inv_h: ti.f32, pad: ti.f32):
+    def _advect(
+        self, grid_v: ti.types.ndarray(), m: ti.i32, dt: ti.f32, inv_h: ti.f32, pad: ti.f32, hold: ti.i32
+    ):
         for p in range(self.n_particles[None]):
             base, fx, w = self._stencil(self.x[p], inv_h, pad)
             new_v = ti.Vector.zero(ti.f32, self.dim)
@@ -724,11 +734,12 @@ class MPMSolver:
                         g_v[d] = grid_v[m, node[0], node[1], node[2], d]
                 new_v += weight * g_v
                 new_C += (4.0 * inv_h * weight) * g_v.outer_product(offset - fx)
-            self._move_particle(p, new_v, new_C, dt)
+            self._move_particle(p, new_v, new_C, dt, hold)
 
     @ti.func
-    def _move_particle(self, p, new_v, new_C, dt):
-        """The end of g2p, shared with advection: move, keep inside, update deformation."""
+    def _move_particle(self, p, new_v, new_C, dt, hold_water_volume):
+        """The end of g2p, shared with advection: move, keep inside, update deformation (with
+        `hold_water_volume`, water's J is kept, at most 1: see advect_frame)."""
         new_x = self.x[p] + dt * new_v
         if constitutive.nonfinite(new_x.sum() + new_C.sum()):
             # Keep the old position so no index ever leaves the grid; the frame raises.
@@ -741,6 +752,8 @@ class MPMSolver:
             F, J, clamped = constitutive.advance_deformation(
                 self.material_table, self.slot[p], self.F[p], self.J[p], new_C, dt, self.dim
             )
+            if hold_water_volume and constitutive.is_water(self.material_table, self.slot[p]):
+                J = ti.min(self.J[p], 1.0)
             self.F[p], self.J[p] = F, J
             if clamped:
                 ti.atomic_add(self.counters[2], 1)

@@ -1,0 +1,119 @@
+"""Pressure projection of the learned grid velocities, so learned frames hold water's volume.
+
+The network predicts grid velocities; nothing in it forbids a compressing field, and compression that
+accumulates over learned frames is what the solver later inherits as pressure (LESSONS.md). Here the
+predicted field is changed as little as possible (least squares on the nodes outside solids) so that on
+every node that holds water its divergence equals a target: zero, or the expansion that undoes the
+compression the particles already carry,
+
+    div u = relax * max(phi - phi_rest, 0) / frame_dt,
+
+with phi the volume fraction at the frame's start. The constraint D(u + M G lam) = s, with D the central
+divergence, G = -D^T the central gradient and M the mask of non-solid nodes, gives the symmetric positive
+definite system (G^T M G) lam = D u - s on the water nodes, solved by conjugate gradients. Nodes without
+water carry no constraint (a free surface); solid nodes carry no correction (the walls' own boundary
+conditions stay the solver's), which makes the solid mask a Neumann boundary.
+"""
+
+from __future__ import annotations
+
+import torch
+
+WATER = 0  # index of water among the volume-fraction channels (neural.grid, Material order)
+FLUID_FRACTION = 0.5  # nodes at least half full of water are constrained
+PHI_REST = 1.02  # volume fraction taken as uncompressed (the solver's own bulk reads 1.00-1.02 here)
+RELAX = 0.5  # share of the excess compression removed per frame
+ITERATIONS = 60
+TOLERANCE = 1e-4
+
+
+def _shift(a: torch.Tensor, axis: int, step: int) -> torch.Tensor:
+    """a shifted by `step` nodes along `axis` (of the trailing grid axes), zero-filled: out[n] = a[n+step]."""
+    out = torch.zeros_like(a)
+    n = a.shape[axis]
+    src = [slice(None)] * a.dim()
+    dst = [slice(None)] * a.dim()
+    if step > 0:
+        src[axis], dst[axis] = slice(step, n), slice(0, n - step)
+    else:
+        src[axis], dst[axis] = slice(0, n + step), slice(-step, n)
+    out[tuple(dst)] = a[tuple(src)]
+    return out
+
+
+def divergence(u: torch.Tensor, h: float) -> torch.Tensor:
+    """Central divergence of (B, dim, *grid) velocities: (B, *grid)."""
+    dim = u.shape[1]
+    out = torch.zeros_like(u[:, 0])
+    for d in range(dim):
+        axis = 1 + d
+        out += _shift(u[:, d], axis, 1) - _shift(u[:, d], axis, -1)
+    return out / (2 * h)
+
+
+def gradient(p: torch.Tensor, h: float, dim: int) -> torch.Tensor:
+    """Central gradient of (B, *grid) scalars: (B, dim, *grid); the negative transpose of divergence()."""
+    return torch.stack([(_shift(p, 1 + d, 1) - _shift(p, 1 + d, -1)) / (2 * h) for d in range(dim)], dim=1)
+
+
+def wall_condition(u: torch.Tensor, solid: torch.Tensor, h: float) -> torch.Tensor:
+    """(B, dim, *grid) velocities with the walls' condition on solid nodes, as the solver's walls and
+    colliders apply it: no velocity into the solid along its outward normal (the solid mask's negative
+    gradient); no velocity at all deep inside, where the mask has no gradient. Particles near a wall
+    interpolate these nodes, so a predicted push into the wall would pile them up against it."""
+    dim = u.shape[1]
+    normal = -gradient(solid[None], h, dim)[0]  # (dim, *grid), outward
+    length = normal.norm(dim=0, keepdim=True)
+    normal = normal / length.clamp_min(1e-12)
+    into = (u * normal[None]).sum(1, keepdim=True).clamp_max(0.0)
+    walled = (u - into * normal[None]) * (length > 0)
+    return torch.where(solid[None, None] > 0.5, walled, u)
+
+
+def project(
+    velocities: torch.Tensor,
+    fractions: torch.Tensor,
+    solid: torch.Tensor,
+    h: float,
+    frame_dt: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Project (M, dim, *grid) grid velocities; `fractions` (4, *grid) are the volume fractions at the
+    frame's start and `solid` (*grid) the solid mask. Returns the projected velocities and the largest
+    divergence before and after, in 1/s, on the water nodes."""
+    dim = velocities.shape[1]
+    u = wall_condition(velocities.float(), solid.float(), h)
+    open_nodes = (solid < 0.5).to(u.dtype)
+    fluid = ((fractions[WATER] >= FLUID_FRACTION) & (solid < 0.5)).to(u.dtype)
+    if not bool(fluid.any()):
+        return velocities, {"divergence_before": 0.0, "divergence_after": 0.0}
+    phi = fractions.sum(0)
+    target = RELAX * (phi - PHI_REST).clamp_min(0.0) / frame_dt * fluid
+    div = divergence(u, h)
+    rhs = (div - target) * fluid  # (M, *grid)
+
+    def operator(lam: torch.Tensor) -> torch.Tensor:
+        return -divergence(open_nodes * gradient(lam * fluid, h, dim), h) * fluid
+
+    lam = torch.zeros_like(rhs)
+    residual = rhs.clone()
+    direction = residual.clone()
+    rr = (residual * residual).flatten(1).sum(1)
+    stop = TOLERANCE**2 * rr.clamp_min(1e-30)
+    for _ in range(ITERATIONS):
+        if bool((rr <= stop).all()):
+            break
+        a_dir = operator(direction)
+        alpha = rr / (direction * a_dir).flatten(1).sum(1).clamp_min(1e-30)
+        shape = (-1,) + (1,) * (rhs.dim() - 1)
+        lam = lam + alpha.view(shape) * direction
+        residual = residual - alpha.view(shape) * a_dir
+        rr_new = (residual * residual).flatten(1).sum(1)
+        direction = residual + (rr_new / rr.clamp_min(1e-30)).view(shape) * direction
+        rr = rr_new
+    projected = u + open_nodes * gradient(lam * fluid, h, dim)
+    after = (divergence(projected, h) - target) * fluid
+    scores = {
+        "divergence_before": float(((div - target) * fluid).abs().max()),
+        "divergence_after": float(after.abs().max()),
+    }
+    return projected.to(velocities.dtype), scores
