@@ -217,7 +217,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.what == "control":
+        if not args.family:
+            raise UserError("eval control needs --family")
         return _eval_control(args)
+    if not args.family:
+        return _eval_scenes(args)
     from neural.evaluate import evaluate
     from sim.arch import init_taichi
     from sim.bench import print_table, record, write_json
@@ -227,7 +231,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.family,
         _weights_path(args.family, args.model),
         args.rollouts,
-        args.frames,
+        args.frames or 100,
         plots=Path("docs") / "eval",
     )
     records = [record(f"eval.{args.family}.{k}.mass_rmse", v, "") for k, v in report["mass_rmse"].items()]
@@ -247,6 +251,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.json).with_suffix(f".{args.family}.report.json").write_text(
             json.dumps(report, indent=1) + "\n"
         )
+    return 0
+
+
+def _eval_scenes(args: argparse.Namespace) -> int:
+    """The hybrid on app scenes against the solver and fixed coarse grids, with a frame sheet each."""
+    from neural.bench import scene_records
+    from neural.scene_eval import APP_SCENES, evaluate_scene, guard_records
+    from sim.arch import init_taichi
+    from sim.bench import print_table, record, write_json
+
+    names = args.scene or list(APP_SCENES)
+    unknown = [n for n in names if n not in APP_SCENES]
+    if unknown:
+        raise UserError(f"no weights ship for {', '.join(unknown)}; choose from {', '.join(APP_SCENES)}")
+    init_taichi("cpu")
+    records, results = [], []
+    for name in names:
+        sheet = Path("docs") / "eval" / f"{name}_sheet.png"
+        result = evaluate_scene(name, frames=max(args.frames or 120, 1), sheet=sheet)
+        print(f"wrote {sheet}")
+        results.append(result)
+        records += scene_records(result, "eval")
+    precision, recall, needed = guard_records(results)
+    records += [
+        record("eval.guard.precision", precision, "", needed_share=needed),
+        record("eval.guard.recall", recall, ""),
+    ]
+    print_table(records)
+    if args.json:
+        write_json(records, args.json)
     return 0
 
 
@@ -503,12 +537,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=100)
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("eval", help="evaluate a learned model on held-out initial conditions")
+    p = sub.add_parser(
+        "eval", help="evaluate a learned model on the app's scenes or a family's held-out initial conditions"
+    )
     p.add_argument("what", choices=["neural", "control"])
-    p.add_argument("--family", required=True)
+    p.add_argument(
+        "--family",
+        default=None,
+        help="the family (control: required; neural: its held-out rollouts instead of the app's scenes)",
+    )
+    p.add_argument(
+        "--scene",
+        action="append",
+        default=None,
+        help="neural: an app scene with weights (repeatable; default: all of them), frame sheet in docs/eval",
+    )
     p.add_argument("--model", default=None, help="weights path (default assets/models/FAMILY.safetensors)")
     p.add_argument("--rollouts", type=int, default=4, help="neural: held-out rollouts")
-    p.add_argument("--frames", type=int, default=100, help="neural: frames per rollout")
+    p.add_argument(
+        "--frames", type=int, default=None, help="neural: frames per rollout (scenes 120, a family's 100)"
+    )
     p.add_argument(
         "--cases", type=Path, default=None, help="control: a case file (default: generated + drawn)"
     )

@@ -1,5 +1,7 @@
-"""`bench neural`: hybrid against the solver (latency) and against low-resolution MPM (accuracy), one run;
-in 2D (water2d weights, dam_break) and, when water3d weights ship, in 3D (dam_break_3d)."""
+"""`bench neural`: the hybrid on each app scene that has weights, at the scene's own resolution, against
+the solver (latency, observables) and fixed low-resolution grids of the same scene (accuracy at equal
+cost), all in one run (neural.scene_eval); the guard's precision and recall over those scenes; and the
+families' held-out rollouts. In 2D and, when water3d weights ship, in 3D (dam_break_3d)."""
 
 from __future__ import annotations
 
@@ -12,56 +14,17 @@ import torch
 
 from neural.catalog import make_stepper
 from neural.evaluate import evaluate
-from neural.families import DOMAIN
+from neural.families import DOMAIN, FAMILY_DIM
 from neural.grid import ModelGrid
 from neural.model import bf16_autocast
-from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
-from sim import state as state_io
+from neural.scene_eval import APP_SCENES, evaluate_scene, guard_records
+from neural.stepper import NeuralStepper, find_weights_dir
 from sim.bench import missing_weights, record
 from sim.build import build_solver
 from sim.scene import load_scene
 
 FAMILY = "water2d"
 FAMILY_3D = "water3d"
-# dam_break_3d at 12 particles per cell (instead of 8) holds 32.8k particles on its 40-cell grid.
-DAM_BREAK_3D_PPC = 12
-
-
-def _median_ms(stepper, solver, frames: int) -> float:
-    for _ in range(3):  # compile kernels, warm caches
-        stepper.advance(solver)
-    return statistics.median(stepper.advance(solver).latency_ms for _ in range(frames))
-
-
-def latency_records(frames: int) -> list[dict]:
-    """The dam break at 8k particles (4 per cell) and 32k (16 per cell) on the same 128-cell grid."""
-    records = []
-    for label, ppc in (("8k", 4), ("32k", 16)):
-        scene = load_scene("dam_break", {"particles_per_cell": ppc})
-        hybrid, message = make_stepper("hybrid", scene)
-        if not isinstance(hybrid, HybridStepper):
-            raise RuntimeError(message)
-        solver = build_solver(scene)
-        numerical_ms = _median_ms(NumericalStepper(), solver, frames)
-        hybrid_ms = _median_ms(hybrid, solver, frames)
-        records += [
-            record(f"neural.numerical.ms_per_frame.{label}", numerical_ms, "ms", particles=solver.n),
-            record(
-                f"neural.hybrid.ms_per_frame.{label}",
-                hybrid_ms,
-                "ms",
-                particles=solver.n,
-                fallback_rate=hybrid.fallback_rate,
-            ),
-            record(
-                f"neural.hybrid_vs_numerical.latency_ratio.{label}",
-                hybrid_ms / numerical_ms,
-                "x",
-                target="<= 0.2",
-            ),
-        ]
-        solver.close()
-    return records
 
 
 def autocast_records(network, solver, repeats: int = 5) -> list[dict]:
@@ -90,96 +53,132 @@ def autocast_records(network, solver, repeats: int = 5) -> list[dict]:
     ]
 
 
-def _frame_reports(stepper, solver, start, frames: int) -> list:
-    """The reports of `frames` frames from the state `start` (after one frame to compile and warm up).
-    Latencies are averaged over all of them: a hybrid's fallbacks, and the solver frames after each
-    (hysteresis), cluster, and a median would hide them."""
-    state_io.restore(solver, start)
-    stepper.advance(solver)
-    state_io.restore(solver, start)
-    stepper.reset()
-    return [stepper.advance(solver) for _ in range(frames)]
+SCENE_TARGETS = {
+    "dam_break": {"latency_ratio": "<= 0.2", "rmse_ratio": "<= 0.8", "learned_share": ">= 0.85"},
+    "dam_break_3d": {"latency_ratio": "<= 0.3", "rmse_ratio": "<= 1.0"},
+}
+DEFAULT_TARGETS = {"latency_ratio": "<= 0.3", "rmse_ratio": "<= 1.0", "learned_share": ">= 0.7"}
 
 
-def latency_records_3d(frames: int) -> list[dict]:
-    """dam_break_3d at 32.8k particles, the first `frames` frames: the hybrid with the water3d weights
-    against the solver (means, fallbacks included), and the learned frame alone (median)."""
-    scene = load_scene("dam_break_3d", {"particles_per_cell": DAM_BREAK_3D_PPC})
-    hybrid, message = make_stepper("hybrid", scene, FAMILY_3D)
-    if not isinstance(hybrid, HybridStepper):
-        raise RuntimeError(message)
+def scene_records(result: dict, prefix: str = "neural") -> list[dict]:
+    """The records of one evaluate_scene() result: ratios with their targets, then the observables."""
+    name, hybrid, solver = result["scene"], result["hybrid"], result["solver"]
+    base = f"{prefix}.scene.{name}"
+    targets = SCENE_TARGETS.get(name, DEFAULT_TARGETS)
+    share = hybrid["learned_share"]
+    records = [
+        record(
+            f"{base}.latency_ratio",
+            result["latency_ratio"],
+            "x",
+            target=targets.get("latency_ratio"),
+            hybrid_ms=hybrid["ms_per_frame"],
+            solver_ms=solver["ms_per_frame"],
+            learned_share=share,
+            frames=result["frames"],
+            particles=result["particles"],
+        ),
+        record(
+            f"{base}.learned_share",
+            share,
+            "",
+            target=targets.get("learned_share"),
+            **{k: hybrid[k] for k in ("fallbacks", "refails", "handover_failures")},
+        ),
+    ]
+    if "rmse_ratio" in result:
+        comparator = result["lowres"][str(result["rmse_comparator"])]
+        records.append(
+            record(
+                f"{base}.rmse_ratio",
+                result["rmse_ratio"],
+                "x",
+                target=targets.get("rmse_ratio"),
+                comparator_grid=result["rmse_comparator"],
+                comparator_ms=comparator["ms_per_frame"],
+                learned_share=share,
+            )
+        )
+    if name == "dam_break":
+        records += [
+            record(f"{base}.front_error", result["front_error"], "", target="<= 0.15", learned_share=share),
+            record(f"{base}.solver_front_error", result["solver_front_error"], ""),
+            record(f"{base}.column_error", result["column_error"], "L", learned_share=share),
+        ]
+    records.append(record(f"{base}.hybrid.mass_rmse", hybrid["mass_rmse"], "", learned_share=share))
+    for grid, low in result["lowres"].items():
+        records.append(record(f"{base}.lowres{grid}.mass_rmse", low["mass_rmse"], "", ms=low["ms_per_frame"]))
+    for key in ("peak_speed", "j_p1", "j_p99", "fraction_max", "fraction_p99"):
+        unit = "m/s" if key == "peak_speed" else ""
+        records.append(record(f"{base}.hybrid.{key}", hybrid[key], unit, solver=solver[key]))
+    return records
+
+
+def latency_records_3d(quick: bool) -> list[dict]:
+    """dam_break_3d: the hybrid with the water3d weights against the solver and fixed coarse grids."""
+    result = evaluate_scene("dam_break_3d", frames=10 if quick else 120, lowres=not quick)
+    scene = load_scene("dam_break_3d")
+    hybrid, _ = make_stepper("hybrid", scene, FAMILY_3D)
     solver = build_solver(scene)
     records = autocast_records(hybrid.neural.model, solver)
-    start = state_io.snapshot(solver)  # both steppers run the same first frames of the scene
-    numerical_ms = float(
-        np.mean([r.latency_ms for r in _frame_reports(NumericalStepper(), solver, start, frames)])
-    )
-    reports = _frame_reports(hybrid, solver, start, frames)
-    hybrid_ms = float(np.mean([r.latency_ms for r in reports]))
-    learned_ms = statistics.median([r.latency_ms for r in reports if r.path == "neural"] or [np.nan])
-    numerical_share = np.mean([r.path != "neural" for r in reports])
-    records += [
-        record("neural3d.numerical.ms_per_frame", numerical_ms, "ms", particles=solver.n, frames=frames),
-        record("neural3d.neural.ms_per_frame", learned_ms, "ms", note="the hybrid's learned frames, median"),
-        record(
-            "neural3d.hybrid.ms_per_frame",
-            hybrid_ms,
-            "ms",
-            particles=solver.n,
-            frames=frames,
-            fallback_rate=hybrid.fallback_rate,
-            solver_frame_share=float(numerical_share),
-            autocast=hybrid.neural.autocast,
-        ),
-        record(
-            "neural3d.hybrid_vs_numerical.latency_ratio",
-            hybrid_ms / numerical_ms,
-            "x",
-            target="<= 0.25",
-            particles=solver.n,
-        ),
-        record("neural3d.neural_vs_numerical.latency_ratio", learned_ms / numerical_ms, "x"),
-    ]
     solver.close()
-    return records
+    return records + scene_records(result, "neural3d"), result
 
 
 def neural3d_records(quick: bool = False) -> list[dict]:
     weights = find_weights_dir() / f"{FAMILY_3D}.safetensors"
     if missing_weights(weights, "neural3d", f"python main.py train --family {FAMILY_3D}"):
         return []
-    report = evaluate(FAMILY_3D, weights, rollouts=1 if quick else 2, frames=20 if quick else 60)
-    return latency_records_3d(5 if quick else 40) + accuracy_records("neural3d", report)
+    records, result = latency_records_3d(quick)
+    precision, recall, needed = guard_records([result])
+    records += [
+        record("neural3d.guard.precision", precision, "", needed_share=needed),
+        record("neural3d.guard.recall", recall, ""),
+    ]
+    report = evaluate(FAMILY_3D, weights, rollouts=1, frames=20 if quick else 60)
+    return records + accuracy_records("neural3d.family", report)
 
 
 def accuracy_records(prefix: str, report: dict) -> list[dict]:
-    """Hybrid against low-resolution MPM at equal wall time, from an evaluate() report."""
+    """The family's held-out rollouts (evaluate()): mass RMSE of the hybrid, the network alone and the
+    low-resolution MPM evaluate() chose."""
     rmse = report["mass_rmse"]
     return [
-        record(
-            f"{prefix}.hybrid_vs_lowres.rmse_ratio",
-            rmse["hybrid"] / rmse["lowres"],
-            "x",
-            target="<= 1.0",
-            lowres=report["lowres"],
-            hybrid_ms=report["ms_per_frame"]["hybrid"],
-            lowres_ms=report["ms_per_frame"]["lowres"],
-        ),
-        record(f"{prefix}.hybrid.mass_rmse", rmse["hybrid"], ""),
+        record(f"{prefix}.hybrid.mass_rmse", rmse["hybrid"], "", fallback_rate=report["fallback_rate"]),
         record(f"{prefix}.neural_only.mass_rmse", rmse["neural"], ""),
-        record(f"{prefix}.lowres.mass_rmse", rmse["lowres"], ""),
-        record(f"{prefix}.fallback_rate", report["fallback_rate"], ""),
+        record(f"{prefix}.lowres.mass_rmse", rmse["lowres"], "", lowres=report["lowres"]),
+        record(f"{prefix}.guard.precision", report["guard"]["precision"], ""),
+        record(f"{prefix}.guard.recall", report["guard"]["recall"], ""),
     ]
 
 
 def neural_records(quick: bool = False) -> list[dict]:
-    weights = Path(__file__).resolve().parent.parent / "assets" / "models" / f"{FAMILY}.safetensors"
-    report = evaluate(FAMILY, weights, rollouts=1 if quick else 3, frames=30 if quick else 100)
-    records = latency_records(5 if quick else 15) + accuracy_records("neural", report)
+    """Every 2D app scene with weights at its own resolution (120 frames), the guard over all of them,
+    the water2d family's held-out rollouts, then the 3D suite."""
+    records, results = [], []
+    for name, family in APP_SCENES.items():
+        if FAMILY_DIM[family] != 2:
+            continue
+        if missing_weights(
+            find_weights_dir() / f"{family}.safetensors",
+            f"neural.scene.{name}",
+            f"python main.py train --family {family}",
+        ):
+            continue
+        sheet = None if quick else Path("docs") / "eval" / f"{name}_sheet.png"
+        result = evaluate_scene(name, frames=10 if quick else 120, lowres=not quick, sheet=sheet)
+        results.append(result)
+        records += scene_records(result)
+    precision, recall, needed = guard_records(results)
     records += [
-        record("neural.guard.precision", report["guard"]["precision"], ""),
-        record("neural.guard.recall", report["guard"]["recall"], ""),
-        record("neural.cosine_trigger.precision", report["cosine_trigger"]["precision"], ""),
-        record("neural.cosine_trigger.recall", report["cosine_trigger"]["recall"], ""),
+        record("neural.guard.precision", precision, "", target=">= 0.5", needed_share=needed),
+        record("neural.guard.recall", recall, "", target=">= 0.5"),
+    ]
+    weights = find_weights_dir() / f"{FAMILY}.safetensors"
+    report = evaluate(FAMILY, weights, rollouts=1 if quick else 2, frames=20 if quick else 60)
+    records += accuracy_records("neural.family", report)
+    records += [
+        record("neural.family.cosine_trigger.precision", report["cosine_trigger"]["precision"], ""),
+        record("neural.family.cosine_trigger.recall", report["cosine_trigger"]["recall"], ""),
     ]
     return records + neural3d_records(quick)

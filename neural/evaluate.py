@@ -30,9 +30,10 @@ CALIBRATION_SEED = 20_000
 NEEDS_FALLBACK_TOLERANCE = 0.02  # one-frame mass RMSE above which a learned frame "needs" the solver
 
 
-def mass_grid(x: np.ndarray, mass: np.ndarray, size) -> np.ndarray:
-    """Particle mass on a METRIC_CELLS (2D) or METRIC_CELLS_3D (3D) grid over the domain (interior nodes)."""
-    cells = METRIC_CELLS if len(size) == 2 else METRIC_CELLS_3D
+def mass_grid(x: np.ndarray, mass: np.ndarray, size, cells: int | None = None) -> np.ndarray:
+    """Particle mass on a grid of `cells` along the longest side (default METRIC_CELLS in 2D,
+    METRIC_CELLS_3D in 3D) over the domain (interior nodes)."""
+    cells = cells or (METRIC_CELLS if len(size) == 2 else METRIC_CELLS_3D)
     grid = ModelGrid(len(size), max(size) / cells, tuple(size))
     out = p2g(
         torch.from_numpy(np.ascontiguousarray(x, np.float32)),
@@ -78,6 +79,7 @@ def calibrate(family: str, weights: Path, rollouts: int = 6, frames: int = 100) 
     scores: dict[str, list[float]] = {}
     for r in range(rollouts):
         seeded(solver, family, CALIBRATION_SEED + r)
+        guard.reset()  # each rollout is its own scene
         for _ in range(frames):
             before = guard.measure_before(solver)
             stats = solver.step_frame()

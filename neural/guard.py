@@ -1,12 +1,19 @@
 """The guard: cheap checks of each learned frame, with thresholds calibrated on the solver's own frames.
 
-Scores (each compared with a threshold from `python main.py calibrate`):
+Scores (each compared with a threshold from `python main.py calibrate`), relative to the scene where a
+scale is needed, so that thresholds from a family's solver runs hold on any scene:
 - energy_gain: energy created beyond gravity's and the external forces' work, over the scene's energy scale;
-- density: the largest volume fraction on the model grid (compressed water, piled-up particles);
+- compression: the largest volume fraction on the model grid over the scene's own reference (the largest
+  at the first frame the guard saw, the scene at rest spacing): compressed water, piled-up particles;
+- speed: the peak particle speed over the scene's physical bound, sqrt(v0^2 + 2 g H) with v0 and H the
+  fastest speed and the highest particle seen at a frame's start, plus what the external forces can add;
+- j_deficit: 1 - the smallest water J (over-compressed water that the solver would answer with a jet);
 - collider_pushes: the share of particle updates that ended inside an obstacle and had to be pushed out;
 - position_clamps: particles that left the domain by more than a cell.
-Non-finite output always fails. Optionally the published complexity trigger (cosine of particle
-accelerations over two 10-frame windows below 0.8) can be used instead, for comparison.
+`density` (the absolute largest volume fraction) is reported, not checked: its scale depends on the
+particles per cell of the scene. Non-finite output always fails. Optionally the published complexity
+trigger (cosine of particle accelerations over two 10-frame windows below 0.8) can be used instead, for
+comparison.
 """
 
 from __future__ import annotations
@@ -19,8 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from neural.grid import N_MATERIALS, PAD, ModelGrid
+from sim.materials import Material
 
-DEFAULT_THRESHOLDS = {"energy_gain": 0.02, "density": 1.8, "collider_pushes": 0.05, "position_clamps": 0.0}
+DEFAULT_THRESHOLDS = {
+    "energy_gain": 0.02,
+    "compression": 1.3,
+    "speed": 2.5,
+    "j_deficit": 0.12,
+    "collider_pushes": 0.05,
+    "position_clamps": 0.0,
+}
+CHECKED = tuple(DEFAULT_THRESHOLDS)
+FORCE_HORIZON = 0.25  # s: the speed an external force may add counts this long
 COSINE_WINDOW = 10
 COSINE_THRESHOLD = 0.8
 
@@ -50,13 +67,51 @@ def max_density(solver, h: float) -> float:
     return float(solver.grid_transfer(h, PAD, grid.shape)[:N_MATERIALS].sum(0).max())
 
 
+def water_particles(solver, state: dict) -> np.ndarray:
+    """Mask of the water particles in a particles() state."""
+    return np.array([m.kind == Material.WATER for m in solver.slots] or [False], bool)[state["slot"]]
+
+
+def water_j_min(solver, state: dict) -> float:
+    water = water_particles(solver, state)
+    return float(state["J"][water].min()) if water.any() else 1.0
+
+
+class SceneReference:
+    """What the scene's scores are relative to: its rest volume fraction and its physical speed bound."""
+
+    def __init__(self) -> None:
+        self.density = None
+        self.height = 0.0
+        self.speed = 0.0
+
+    def update(self, solver, state: dict) -> None:
+        """Fold a frame's start state in (the bound grows with pours, lifts and pushes it has seen)."""
+        if not len(state["x"]):
+            return
+        self.height = max(self.height, float(state["x"][:, 1].max()))
+        self.speed = max(self.speed, float(np.linalg.norm(state["v"], axis=1).max()))
+
+    def speed_bound(self, solver, state: dict) -> float:
+        g = float(np.linalg.norm(solver.config.gravity))
+        bound = (self.speed**2 + 2 * g * self.height) ** 0.5
+        if (solver.force_active[None] or solver.n_brushes[None]) and len(state["x"]):
+            accel = solver.external_acceleration(state["x"], solver.time)
+            bound += float(np.linalg.norm(accel, axis=1).max()) * FORCE_HORIZON
+        return max(bound, 0.1)
+
+
 class Guard:
     def __init__(self, h: float, thresholds: dict[str, float] | None = None, mode: str = "physics"):
         if mode not in ("physics", "cosine"):
             raise ValueError("guard mode is 'physics' or 'cosine'")
         self.h, self.mode = h, mode
-        self.thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+        self.thresholds = {
+            **DEFAULT_THRESHOLDS,
+            **{k: v for k, v in (thresholds or {}).items() if k in CHECKED},
+        }
         self._velocities: deque = deque(maxlen=2 * COSINE_WINDOW + 1)
+        self.reference = SceneReference()
 
     @classmethod
     def from_file(cls, path: Path, h: float, mode: str = "physics") -> Guard:
@@ -64,7 +119,9 @@ class Guard:
         return cls(h, thresholds, mode)
 
     def reset(self) -> None:
+        """Forget the history and the scene reference (a new scene, a reset, a load)."""
         self._velocities.clear()
+        self.reference = SceneReference()
 
     def observe(self, solver) -> None:
         """Record a frame the solver produced (for the cosine trigger's history)."""
@@ -73,7 +130,14 @@ class Guard:
 
     def measure_before(self, solver) -> dict:
         state = solver.particles()
-        return {"state": state, "energy": energy(solver, state)}
+        if self.reference.density is None and len(state["x"]):
+            self.reference.density = max(max_density(solver, self.h), 1e-6)
+        self.reference.update(solver, state)
+        return {
+            "state": state,
+            "energy": energy(solver, state),
+            "bound": self.reference.speed_bound(solver, state),
+        }
 
     def scores(self, solver, before: dict, after: dict, stats) -> dict[str, float]:
         """The physics scores of a frame from `before` to `after` (works for solver frames too)."""
@@ -85,9 +149,14 @@ class Guard:
             work = float((mass[:, None] * accel * (after["x"] - x0)).sum())
         gain = (energy(solver, after) - before["energy"] - work) / energy_scale(solver, float(mass.sum()))
         updates = max(len(after["x"]), 1) * max(getattr(stats, "substeps", 0) or 4, 1)
+        density = max_density(solver, self.h)
+        peak = float(np.linalg.norm(after["v"], axis=1).max()) if len(after["v"]) else 0.0
         return {
             "energy_gain": gain,
-            "density": max_density(solver, self.h),
+            "density": density,
+            "compression": density / (self.reference.density or density or 1.0),
+            "speed": peak / before["bound"],
+            "j_deficit": 1.0 - water_j_min(solver, after),
             "collider_pushes": (stats.collider_pushes / updates) if stats else 0.0,
             "position_clamps": float(stats.position_clamps) if stats else 0.0,
         }
@@ -99,9 +168,7 @@ class Guard:
         if self.mode == "cosine":
             return self._cosine(after)
         scores = self.scores(solver, before, after, stats)
-        reasons = [
-            f"{k} {v:.3g} > {self.thresholds[k]:.3g}" for k, v in scores.items() if v > self.thresholds[k]
-        ]
+        reasons = [f"{k} {scores[k]:.3g} > {v:.3g}" for k, v in self.thresholds.items() if scores[k] > v]
         return GuardScores(not reasons, scores, reasons)
 
     def _cosine(self, after: dict) -> GuardScores:

@@ -22,7 +22,7 @@ import torch
 WATER = 0  # index of water among the volume-fraction channels (neural.grid, Material order)
 FLUID_FRACTION = 0.5  # nodes at least half full of water are constrained
 PHI_REST = 1.02  # volume fraction taken as uncompressed (the solver's own bulk reads 1.00-1.02 here)
-RELAX = 0.5  # share of the excess compression removed per frame
+RELAX = 1.0  # share of the excess compression removed per frame (all: water answers at once)
 ITERATIONS = 60
 TOLERANCE = 1e-4
 
@@ -62,7 +62,11 @@ def wall_condition(u: torch.Tensor, solid: torch.Tensor, h: float) -> torch.Tens
     gradient); no velocity at all deep inside, where the mask has no gradient. Particles near a wall
     interpolate these nodes, so a predicted push into the wall would pile them up against it."""
     dim = u.shape[1]
-    normal = -gradient(solid[None], h, dim)[0]  # (dim, *grid), outward
+    # The mask continues past the array's edge (replicated), so the outermost nodes are not mistaken
+    # for a wall's surface.
+    padded = torch.nn.functional.pad(solid[None, None], (1, 1) * dim, mode="replicate")[0]
+    inner = tuple(slice(1, -1) for _ in range(dim))
+    normal = -gradient(padded, h, dim)[0][(slice(None), *inner)]  # (dim, *grid), outward
     length = normal.norm(dim=0, keepdim=True)
     normal = normal / length.clamp_min(1e-12)
     into = (u * normal[None]).sum(1, keepdim=True).clamp_max(0.0)

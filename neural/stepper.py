@@ -33,6 +33,7 @@ class StepReport:
     weights: str | None = None
     stats: StepStats | None = None
     reason: str = ""
+    handover: GuardScores | None = None  # a fallback's solver frame, as the guard scored it
 
 
 class NumericalStepper:
@@ -142,18 +143,30 @@ class NeuralStepper:
 
 
 class HybridStepper:
-    """Learned frames checked by the guard; a failed frame is rerun by the solver from its start, and
-    the solver keeps the next `hysteresis` frames (a failing scene tends to keep failing)."""
+    """Learned frames checked by the guard; a failed frame is rerun by the solver from its start.
+
+    Hysteresis backs off: after a fallback the next frame is learned again (measured on dam_break, most
+    fallbacks are single frames once the handover is calm), but a learned frame that fails right after a
+    solver frame doubles the solver frames that follow the next fallback (1, 2, 4, up to `max_hysteresis`);
+    `calm_frames` accepted learned frames in a row reset it. The first solver frame after a fallback is
+    scored by the guard too (`handover` on its report): a handover that the solver answers with a jet or a
+    pressure spike shows there."""
 
     name = "hybrid"
 
-    def __init__(self, neural: NeuralStepper, guard: Guard, hysteresis: int = 5):
-        self.neural, self.guard, self.hysteresis = neural, guard, hysteresis
+    def __init__(self, neural: NeuralStepper, guard: Guard, max_hysteresis: int = 8, calm_frames: int = 30):
+        self.neural, self.guard = neural, guard
+        self.max_hysteresis, self.calm_frames = max_hysteresis, calm_frames
         self.numerical = NumericalStepper()
         self.weights = neural.weights
         self._numerical_left = 0
+        self._hysteresis = 0
+        self._calm = 0
+        self._after_solver = False
         self.frames = 0
         self.fallbacks = 0
+        self.refails = 0  # learned frames that failed right after a solver frame
+        self.handover_failures = 0  # solver frames after a fallback that the guard would have rejected
 
     @property
     def fallback_rate(self) -> float:
@@ -162,20 +175,29 @@ class HybridStepper:
     def reset(self) -> None:
         self.neural.reset()
         self.guard.reset()
-        self._numerical_left = 0
+        self._numerical_left = self._hysteresis = self._calm = 0
+        self._after_solver = False
+
+    def _solver_frame(self, solver: MPMSolver) -> StepReport:
+        """A solver frame, scored by the guard (it may not be rejected: the solver is the truth)."""
+        before = self.guard.measure_before(solver)
+        report = self.numerical.advance(solver)
+        report.guard = self.guard.check(solver, before, report.stats)
+        self.guard.observe(solver)
+        self.neural.reset()
+        self._after_solver = True
+        return report
 
     def advance(self, solver: MPMSolver) -> StepReport:
         self.frames += 1
         if self._numerical_left > 0:
             self._numerical_left -= 1
-            self.neural.reset()
-            report = self.numerical.advance(solver)
+            report = self._solver_frame(solver)
             report.path, report.weights, report.reason = (
                 "numerical",
                 self.weights,
                 "hysteresis after a fallback",
             )
-            self.guard.observe(solver)
             return report
         start = time.perf_counter()
         snapshot = state_io.snapshot(solver)
@@ -187,16 +209,24 @@ class HybridStepper:
         except NonFiniteError as e:
             scores = GuardScores(ok=False, reasons=[f"non-finite: {e}"])
         if scores.ok:
+            self._calm += 1
+            if self._calm >= self.calm_frames:
+                self._hysteresis = 0
+            self._after_solver = False
             report.guard = scores
             report.latency_ms = (time.perf_counter() - start) * 1e3
             return report
         # Fallback: restore the frame's start and let the solver run it.
         self.fallbacks += 1
-        self._numerical_left = self.hysteresis
+        if self._after_solver:
+            self.refails += 1
+            self._hysteresis = min(max(1, 2 * self._hysteresis), self.max_hysteresis)
+        self._numerical_left = self._hysteresis
+        self._calm = 0
         state_io.restore(solver, snapshot)
-        self.neural.reset()
-        fallback = self.numerical.advance(solver)
-        self.guard.observe(solver)
+        fallback = self._solver_frame(solver)
+        if not fallback.guard.ok:
+            self.handover_failures += 1
         latency = (time.perf_counter() - start) * 1e3
         return StepReport(
             "fallback",
@@ -206,6 +236,7 @@ class HybridStepper:
             weights=self.weights,
             stats=fallback.stats,
             reason="; ".join(scores.reasons),
+            handover=fallback.guard,
         )
 
 

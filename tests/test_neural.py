@@ -150,7 +150,15 @@ def test_datagen_train_calibrate_eval_end_to_end(tmp_path):
     )
     assert json.loads(weights.with_suffix(".json").read_text())["steps"] == 14
     thresholds = calibrate("water2d", weights, rollouts=1, frames=4)["thresholds"]
-    assert set(thresholds) == {"energy_gain", "density", "collider_pushes", "position_clamps"}
+    assert set(thresholds) == {
+        "energy_gain",
+        "density",
+        "compression",
+        "speed",
+        "j_deficit",
+        "collider_pushes",
+        "position_clamps",
+    }
     report = evaluate("water2d", weights, rollouts=1, frames=4, lowres_candidates=((32, 2),))
     for key in ("neural", "hybrid", "lowres"):
         assert np.isfinite(report["mass_rmse"][key])

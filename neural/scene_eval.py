@@ -1,0 +1,309 @@
+"""The learned stepper judged where users look: the app's own scenes, at their own resolution, in the mode
+the app runs (hybrid, fallbacks included), against the solver on the same scene.
+
+Per scene: the solver's rollout is the reference; the hybrid and fixed low-resolution solver runs (coarser
+grids of the same scene, all timed in the same run) are compared with it frame by frame on
+- mass RMSE on a metric grid as coarse as the coarsest comparator's grid (finer would read its sampling
+  noise as error), normalised by the reference's largest cell mass;
+- physical observables: surge front (99.5% quantile of x), residual column height at the left wall, peak
+  particle speed, water J and the volume fraction on the model grid (percentiles).
+On dam_break the fronts are also compared with Koshizuka & Oka (1996). The guard is scored along the
+solver's trajectory: from each reference frame one learned frame is run, and it "needs" the solver when
+its mass error or its physics (peak speed, compression) leaves the reference's by more than a tolerance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neural.catalog import make_stepper
+from neural.evaluate import mass_grid, precision_recall
+from neural.grid import N_MATERIALS, PAD, ModelGrid
+from neural.guard import Guard, water_j_min, water_particles
+from neural.stepper import HybridStepper, NumericalStepper
+from sim import state as state_io
+from sim.build import build_solver
+from sim.scene import load_scene
+
+# App scenes with shipped weights, and the weights the app picks for them.
+APP_SCENES = {
+    "dam_break": "water2d",
+    "water_ramps": "water_ramps2d",
+    "sand_ramps": "sand_ramps2d",
+    "water_sand": "water_sand2d",
+    "dam_break_3d": "water3d",
+}
+# Fixed low-resolution comparators: the same scene on coarser grids (cells along the longest side), the
+# same particles per cell. The metric grid has the coarsest one's cells.
+LOWRES_GRIDS = {2: (24, 32, 48, 64), 3: (16, 20, 24, 28)}
+METRIC_CELLS = {2: 32, 3: 20}
+SHEET_FRAMES = (1, 7, 13, 25, 37, 60, 90, 120)
+NEEDED_RMSE = 0.02  # one learned frame's mass RMSE above which it needs the solver
+NEEDED_SPEED = 1.5  # ... or its peak speed above this many times the solver's (plus 0.5 m/s)
+NEEDED_COMPRESSION = 0.15  # ... or its largest volume fraction above the solver's by this much
+COLUMN_WIDTH = 0.146  # dam_break's column (K&O's L)
+
+
+def reference_path() -> Path:
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+
+
+@dataclass
+class Run:
+    """One rollout's per-frame observables."""
+
+    ms: list[float] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    rmse: list[float] = field(default_factory=list)
+    front: list[float] = field(default_factory=list)
+    column: list[float] = field(default_factory=list)
+    peak_speed: list[float] = field(default_factory=list)
+    j_p1: list[float] = field(default_factory=list)
+    j_p99: list[float] = field(default_factory=list)
+    fraction_max: list[float] = field(default_factory=list)
+    fraction_p99: list[float] = field(default_factory=list)
+    frames: dict[int, dict] = field(default_factory=dict)  # positions and materials for the sheet
+
+    def summary(self) -> dict:
+        out = {
+            "ms_per_frame": float(np.mean(self.ms)),
+            "mass_rmse": float(np.mean(self.rmse)) if self.rmse else 0.0,
+            "peak_speed": float(np.max(self.peak_speed)),
+            "j_p1": float(np.min(self.j_p1)),
+            "j_p99": float(np.max(self.j_p99)),
+            "fraction_max": float(np.max(self.fraction_max)),
+            "fraction_p99": float(np.percentile(self.fraction_p99, 99)),
+        }
+        if self.paths:
+            out["learned_share"] = float(np.mean([p == "neural" for p in self.paths]))
+        return out
+
+
+def _fractions(solver, h: float) -> np.ndarray:
+    grid = ModelGrid(solver.dim, h, solver.config.size)
+    phi = solver.grid_transfer(h, PAD, grid.shape)[:N_MATERIALS].sum(0)
+    return phi[phi > 0.05]
+
+
+def _observe(run: Run, solver, h: float, frame: int, reference_mass=None, size=None, cells=32) -> None:
+    state = solver.particles()
+    x = state["x"]
+    run.front.append(float(np.quantile(x[:, 0], 0.995)))
+    near_wall = x[x[:, 0] < COLUMN_WIDTH / 4]
+    run.column.append(float(np.quantile(near_wall[:, 1], 0.995)) if len(near_wall) else 0.0)
+    run.peak_speed.append(float(np.linalg.norm(state["v"], axis=1).max()))
+    water = water_particles(solver, state)
+    j = state["J"][water] if water.any() else np.ones(1)
+    run.j_p1.append(float(np.percentile(j, 1)))
+    run.j_p99.append(float(np.percentile(j, 99)))
+    phi = _fractions(solver, h)
+    run.fraction_max.append(float(phi.max()) if len(phi) else 0.0)
+    run.fraction_p99.append(float(np.percentile(phi, 99)) if len(phi) else 0.0)
+    if reference_mass is not None:
+        mass = solver.masses(state["slot"])
+        run.rmse.append(
+            float(np.sqrt(((_metric(x, mass, size, cells) - reference_mass) ** 2).mean()))
+            / max(float(reference_mass.max()), 1e-12)
+        )
+    if frame in SHEET_FRAMES:
+        run.frames[frame] = {"x": x.copy(), "material": state["material"].copy()}
+
+
+def _metric(x, mass, size, cells: int) -> np.ndarray:
+    return mass_grid(x, mass, size, cells)
+
+
+def _rollout(solver, stepper, frames: int, h: float, metric=None, size=None, cells=32) -> Run:
+    run = Run()
+    for f in range(1, frames + 1):
+        t = time.perf_counter()
+        report = stepper.advance(solver)
+        run.ms.append((time.perf_counter() - t) * 1e3)
+        run.paths.append(report.path)
+        _observe(run, solver, h, f, None if metric is None else metric[f - 1], size, cells)
+    return run
+
+
+def koshizuka_oka_error(fronts: list[float], frame_dt: float) -> float:
+    """Mean relative error of the fronts (one per frame from t = frame_dt) against K&O's surge front."""
+    reference = np.loadtxt(
+        reference_path() / "dam_break_koshizuka_oka_1996.csv", delimiter=",", comments="#", skiprows=7
+    )
+    g = 9.81
+    times = np.arange(len(fronts) + 1) * frame_dt * np.sqrt(2 * g / COLUMN_WIDTH)
+    z = np.concatenate([[1.0], np.asarray(fronts) / COLUMN_WIDTH])
+    inside = reference[reference[:, 0] <= times[-1]]
+    simulated = np.interp(inside[:, 0], times, z)
+    return float(np.mean(np.abs(simulated - inside[:, 1]) / inside[:, 1]))
+
+
+def guard_quality(
+    solver, hybrid: HybridStepper, snapshots: list, reference: Run, h: float, metric, size, cells
+):
+    """Along the solver's trajectory: one learned frame from each reference frame; does the guard fire on
+    exactly the frames that need the solver (by mass error or physics)?"""
+    guard: Guard = hybrid.guard
+    fired, needed = [], []
+    state_io.restore(solver, snapshots[0])
+    guard.reset()
+    guard.measure_before(solver)  # the scene's reference: its first frame
+    for k in range(len(snapshots) - 1):
+        state_io.restore(solver, snapshots[k])
+        hybrid.neural.reset()
+        before = guard.measure_before(solver)
+        try:
+            report = hybrid.neural.advance(solver)
+            verdict = guard.check(solver, before, report.stats)
+            state = solver.particles()
+            mass = solver.masses(state["slot"])
+            error = float(np.sqrt(((_metric(state["x"], mass, size, cells) - metric[k]) ** 2).mean())) / max(
+                float(metric[k].max()), 1e-12
+            )
+            speed = float(np.linalg.norm(state["v"], axis=1).max())
+            phi = _fractions(solver, h)
+            need = (
+                error > NEEDED_RMSE
+                or speed > NEEDED_SPEED * reference.peak_speed[k] + 0.5
+                or (len(phi) and phi.max() > reference.fraction_max[k] + NEEDED_COMPRESSION)
+                or water_j_min(solver, state) < reference.j_p1[k] - 0.05
+            )
+        except Exception:  # non-finite output: the guard must fire, and the frame needs the solver
+            verdict, need = None, True
+        fired.append(verdict is None or not verdict.ok)
+        needed.append(bool(need))
+    return fired, needed
+
+
+def evaluate_scene(name: str, frames: int = 120, lowres: bool = True, sheet: Path | None = None) -> dict:
+    """The hybrid on a built-in scene against its solver and fixed low-resolution runs."""
+    scene = load_scene(name)
+    hybrid, message = make_stepper("hybrid", scene)
+    if not isinstance(hybrid, HybridStepper):
+        raise RuntimeError(f"{name}: {message}")
+    h = hybrid.neural.spec.h
+    dim = scene.dim
+    cells = METRIC_CELLS[dim]
+    solver = build_solver(scene)
+    start = state_io.snapshot(solver)
+    numerical = NumericalStepper()
+    numerical.advance(solver)  # compile and warm up both paths on the scene
+    state_io.restore(solver, start)
+    hybrid.advance(solver)
+    state_io.restore(solver, start)
+    hybrid.reset()
+
+    reference, snapshots, metric = Run(), [start], []
+    for f in range(1, frames + 1):
+        t = time.perf_counter()
+        numerical.advance(solver)
+        reference.ms.append((time.perf_counter() - t) * 1e3)
+        state = solver.particles()
+        metric.append(_metric(state["x"], solver.masses(state["slot"]), scene.size, cells))
+        _observe(reference, solver, h, f)
+        snapshots.append(state_io.snapshot(solver))
+    state_io.restore(solver, start)
+    hybrid.reset()
+    hybrid.frames = hybrid.fallbacks = hybrid.refails = hybrid.handover_failures = 0
+    learned = _rollout(solver, hybrid, frames, h, metric, scene.size, cells)
+    counters = {
+        "fallbacks": hybrid.fallbacks,
+        "refails": hybrid.refails,
+        "handover_failures": hybrid.handover_failures,
+    }
+    fired, needed = guard_quality(solver, hybrid, snapshots, reference, h, metric, scene.size, cells)
+    solver.close()
+
+    comparators = {}
+    if lowres:
+        for grid in LOWRES_GRIDS[dim]:
+            low = build_solver(load_scene(name, {"grid": grid}))
+            low_start = state_io.snapshot(low)
+            low.step_frame()  # compile
+            state_io.restore(low, low_start)
+            comparators[grid] = _rollout(low, NumericalStepper(), frames, h, metric, scene.size, cells)
+            low.close()
+
+    result = {
+        "scene": name,
+        "weights": hybrid.weights,
+        "frames": frames,
+        "particles": int(len(start.particles["x"])),
+        "metric_cells": cells,
+        "solver": reference.summary(),
+        "hybrid": {**learned.summary(), **counters},
+        "lowres": {str(g): r.summary() for g, r in comparators.items()},
+        "guard": {"fired": fired, "needed": needed},
+    }
+    hybrid_ms = result["hybrid"]["ms_per_frame"]
+    result["latency_ratio"] = hybrid_ms / result["solver"]["ms_per_frame"]
+    costlier = [g for g, r in comparators.items() if r.summary()["ms_per_frame"] >= hybrid_ms]
+    if costlier:
+        cheapest = min(costlier, key=lambda g: comparators[g].summary()["ms_per_frame"])
+        result["rmse_ratio"] = result["hybrid"]["mass_rmse"] / comparators[cheapest].summary()["mass_rmse"]
+        result["rmse_comparator"] = cheapest
+    if name == "dam_break":
+        result["front_error"] = koshizuka_oka_error(learned.front, scene.frame_dt)
+        result["solver_front_error"] = koshizuka_oka_error(reference.front, scene.frame_dt)
+        for g, r in comparators.items():
+            result["lowres"][str(g)]["front_error"] = koshizuka_oka_error(r.front, scene.frame_dt)
+        result["column_error"] = float(
+            np.mean(np.abs(np.subtract(learned.column, reference.column))) / COLUMN_WIDTH
+        )
+    result["front_rms_vs_solver"] = float(np.sqrt(np.mean(np.subtract(learned.front, reference.front) ** 2)))
+    if sheet is not None:
+        frame_sheet(sheet, name, scene.size, reference, learned, comparators.get(LOWRES_GRIDS[dim][1]))
+    return result
+
+
+def guard_records(results: list[dict]) -> tuple[float, float, float]:
+    fired = sum((r["guard"]["fired"] for r in results), [])
+    needed = sum((r["guard"]["needed"] for r in results), [])
+    precision, recall = precision_recall(fired, needed)
+    return precision, recall, float(np.mean(needed)) if needed else 0.0
+
+
+COLOURS = {0: (0.2, 0.45, 0.85), 1: (0.85, 0.3, 0.5), 2: (0.8, 0.8, 0.85), 3: (0.8, 0.65, 0.35)}
+
+
+def frame_sheet(path: Path, name: str, size, reference: Run, hybrid: Run, lowres: Run | None) -> None:
+    """A PNG: the solver's frames above the hybrid's (and a low-resolution run's), side views in 3D."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("solver", reference), ("hybrid", hybrid)] + ([("low-res", lowres)] if lowres else [])
+    shown = [f for f in SHEET_FRAMES if f in reference.frames and f in hybrid.frames]
+    aspect = size[1] / size[0]
+    fig, axes = plt.subplots(
+        len(rows), len(shown), figsize=(1.9 * len(shown), 1.9 * aspect * len(rows) + 0.6), squeeze=False
+    )
+    for r, (label, run) in enumerate(rows):
+        for c, f in enumerate(shown):
+            ax = axes[r][c]
+            data = run.frames[f]
+            colours = np.array([COLOURS.get(int(m), (0.5, 0.5, 0.5)) for m in range(4)])[data["material"]]
+            # Dots as wide as the particle spacing, so a coarse run reads as filled as a fine one.
+            spacing = (np.prod(size[:2]) / max(len(data["x"]), 1)) ** 0.5 if len(size) == 2 else None
+            dot = 0.15 if spacing is None else 0.15 * (spacing / 0.0023) ** 2
+            ax.scatter(data["x"][:, 0], data["x"][:, 1], s=dot, c=colours, linewidths=0)
+            ax.set_xlim(0, size[0])
+            ax.set_ylim(0, size[1])
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            title = f"{label} {f}"
+            if run.paths:
+                path_name = {"neural": "learned", "fallback": "fallback", "numerical": "solver"}
+                title += f" ({path_name.get(run.paths[f - 1], run.paths[f - 1])})"
+            ax.set_title(title, fontsize=7)
+    share = np.mean([p == "neural" for p in hybrid.paths])
+    fig.suptitle(f"{name}: solver (top) and hybrid ({share:.0%} learned frames)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
