@@ -210,7 +210,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from sim.arch import init_taichi
 
     init_taichi("cpu")
-    result = calibrate(args.family, _weights_path(args.family, args.model), args.rollouts, args.frames)
+    result = calibrate(
+        args.family, _weights_path(args.family, args.model), args.rollouts, args.frames, args.grid
+    )
     print(json.dumps(result["thresholds"], indent=1))
     return 0
 
@@ -535,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="weights path (default assets/models/FAMILY.safetensors)")
     p.add_argument("--rollouts", type=int, default=6)
     p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--grid", type=int, default=None, help="solver cells along the domain (2D 128, 3D 32)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser(

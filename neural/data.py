@@ -82,12 +82,17 @@ class _Forces:
             self.solver.clear_force_field()
 
 
-def _family_solver(family: str):
+def _family_solver(family: str, grid: int | None = None):
+    """The solver a family's trajectories run on (at `grid` cells along the domain instead of the
+    family's own resolution, when given)."""
     from sim.build import solver_config
     from sim.scene import parse_scene
     from sim.solver import MPMSolver
 
-    scene = parse_scene(random_scene(family, np.random.default_rng(0)), f"<{family}>")
+    raw = random_scene(family, np.random.default_rng(0))
+    if grid:
+        raw["scene"]["grid"] = grid
+    scene = parse_scene(raw, f"<{family}>")
     config = solver_config(scene, CAPACITY)
     # One sound speed and dt for the whole family: the fastest flow any of its scenes can reach.
     config.max_speed = family_max_speed(family)

@@ -71,11 +71,21 @@ def seeded(solver, family: str, seed: int):
     return scene, state_io.snapshot(solver)
 
 
-def calibrate(family: str, weights: Path, rollouts: int = 6, frames: int = 100) -> dict:
-    """Guard thresholds from the solver's own frames: the 99.5th percentile of each score, with margin."""
+# The resolution guards are calibrated at: the app's scenes' (2D: 1/128 m, 16 particles per learned cell,
+# where the volume fraction is smooth; 3D: the family's own, as 1/64 m would cost 8x the particles).
+CALIBRATION_GRID = {2: 128, 3: 32}
+
+
+def calibrate(
+    family: str, weights: Path, rollouts: int = 6, frames: int = 100, grid: int | None = None
+) -> dict:
+    """Guard thresholds from the solver's own frames: the 99.5th percentile of each score, with margin.
+    The solver runs the family's held-out scenes at `grid` cells (default CALIBRATION_GRID): the scores
+    are relative to each scene, but their noise depends on the particles per learned cell."""
     spec = load_weights(weights).spec
     guard = Guard(spec.h)
-    solver = _family_solver(family)
+    grid = grid or CALIBRATION_GRID[FAMILY_DIM[family]]
+    solver = _family_solver(family, grid)
     scores: dict[str, list[float]] = {}
     for r in range(rollouts):
         seeded(solver, family, CALIBRATION_SEED + r)
@@ -88,12 +98,14 @@ def calibrate(family: str, weights: Path, rollouts: int = 6, frames: int = 100) 
     thresholds = {}
     for k, values in scores.items():
         q = float(np.quantile(values, 0.995))
-        thresholds[k] = q + 0.25 * abs(q) + {"energy_gain": 0.002, "density": 0.05}.get(k, 0.0)
+        extra = {"energy_gain": 0.002, "density": 0.05, "compression": 0.05, "speed": 0.2, "j_drop": 0.02}
+        thresholds[k] = q + 0.25 * abs(q) + extra.get(k, 0.0)
     result = {
         "family": family,
         "weights": weights.name,
         "rollouts": rollouts,
         "frames": frames,
+        "solver_grid": grid,
         "thresholds": thresholds,
         "solver_statistics": {
             k: {"p50": float(np.median(v)), "p995": float(np.quantile(v, 0.995)), "max": float(np.max(v))}

@@ -7,7 +7,8 @@ scale is needed, so that thresholds from a family's solver runs hold on any scen
   at the first frame the guard saw, the scene at rest spacing): compressed water, piled-up particles;
 - speed: the peak particle speed over the scene's physical bound, sqrt(v0^2 + 2 g H) with v0 and H the
   fastest speed and the highest particle seen at a frame's start, plus what the external forces can add;
-- j_deficit: 1 - the smallest water J (over-compressed water that the solver would answer with a jet);
+- j_drop: how far the frame lowered the smallest water J (water squeezed in one frame, which the solver
+  would answer with a jet; a learned frame holds J, so only a corrupted state scores here);
 - collider_pushes: the share of particle updates that ended inside an obstacle and had to be pushed out;
 - position_clamps: particles that left the domain by more than a cell.
 `density` (the absolute largest volume fraction) is reported, not checked: its scale depends on the
@@ -32,7 +33,7 @@ DEFAULT_THRESHOLDS = {
     "energy_gain": 0.02,
     "compression": 1.3,
     "speed": 2.5,
-    "j_deficit": 0.12,
+    "j_drop": 0.05,
     "collider_pushes": 0.05,
     "position_clamps": 0.0,
 }
@@ -136,6 +137,7 @@ class Guard:
         return {
             "state": state,
             "energy": energy(solver, state),
+            "j_min": water_j_min(solver, state),
             "bound": self.reference.speed_bound(solver, state),
         }
 
@@ -156,7 +158,7 @@ class Guard:
             "density": density,
             "compression": density / (self.reference.density or density or 1.0),
             "speed": peak / before["bound"],
-            "j_deficit": 1.0 - water_j_min(solver, after),
+            "j_drop": before["j_min"] - water_j_min(solver, after),
             "collider_pushes": (stats.collider_pushes / updates) if stats else 0.0,
             "position_clamps": float(stats.position_clamps) if stats else 0.0,
         }

@@ -358,6 +358,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 "trajectories": len(shards),
                 "frames": shards.frames,
                 "holdout_trajectories": holdout,
+                "solver_grid": meta0.get("solver_grid"),
             },
             **result,
             "batch": cfg.batch,

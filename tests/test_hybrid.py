@@ -106,7 +106,7 @@ def test_guard_catches_a_frame_whose_j_was_corrupted(dam_break):
     state["J"][:50] = 0.6
     solver.set_particles(state)
     verdict = guard.check(solver, before, report.stats)
-    assert not verdict.ok and any(r.startswith("j_deficit") for r in verdict.reasons), verdict
+    assert not verdict.ok and any(r.startswith("j_drop") for r in verdict.reasons), verdict
     solver.close()
 
 

@@ -155,7 +155,7 @@ def test_datagen_train_calibrate_eval_end_to_end(tmp_path):
         "density",
         "compression",
         "speed",
-        "j_deficit",
+        "j_drop",
         "collider_pushes",
         "position_clamps",
     }
