@@ -105,16 +105,15 @@ def _observe(run: Run, solver, h: float, frame: int, reference_mass=None, size=N
     run.fraction_p99.append(float(np.percentile(phi, 99)) if len(phi) else 0.0)
     if reference_mass is not None:
         mass = solver.masses(state["slot"])
-        run.rmse.append(
-            float(np.sqrt(((_metric(x, mass, size, cells) - reference_mass) ** 2).mean()))
-            / max(float(reference_mass.max()), 1e-12)
-        )
+        run.rmse.append(_rmse(x, mass, reference_mass, size, cells))
     if frame in SHEET_FRAMES:
         run.frames[frame] = {"x": x.copy(), "material": state["material"].copy()}
 
 
-def _metric(x, mass, size, cells: int) -> np.ndarray:
-    return mass_grid(x, mass, size, cells)
+def _rmse(x, mass, reference_grid: np.ndarray, size, cells: int) -> float:
+    """Mass RMSE against a reference's metric grid, over its largest cell mass."""
+    diff = mass_grid(x, mass, size, cells) - reference_grid
+    return float(np.sqrt((diff**2).mean())) / max(float(reference_grid.max()), 1e-12)
 
 
 def _rollout(solver, stepper, frames: int, h: float, metric=None, size=None, cells=32) -> Run:
@@ -160,9 +159,7 @@ def guard_quality(
             verdict = guard.check(solver, before, report.stats)
             state = solver.particles()
             mass = solver.masses(state["slot"])
-            error = float(np.sqrt(((_metric(state["x"], mass, size, cells) - metric[k]) ** 2).mean())) / max(
-                float(metric[k].max()), 1e-12
-            )
+            error = _rmse(state["x"], mass, metric[k], size, cells)
             speed = float(np.linalg.norm(state["v"], axis=1).max())
             phi = _fractions(solver, h)
             need = (
@@ -202,7 +199,7 @@ def evaluate_scene(name: str, frames: int = 120, lowres: bool = True, sheet: Pat
         numerical.advance(solver)
         reference.ms.append((time.perf_counter() - t) * 1e3)
         state = solver.particles()
-        metric.append(_metric(state["x"], solver.masses(state["slot"]), scene.size, cells))
+        metric.append(mass_grid(state["x"], solver.masses(state["slot"]), scene.size, cells))
         _observe(reference, solver, h, f)
         snapshots.append(state_io.snapshot(solver))
     state_io.restore(solver, start)
