@@ -178,7 +178,7 @@ def reversal_label(fractions, velocities, frames: int, keys: int, gravity, frame
 def _seed_state(solver, family: str, seed: int, index: int, warmup: int):
     from neural.data import _seed_trajectory
 
-    scene = _seed_trajectory(solver, family, np.random.default_rng([seed, index]))
+    scene = _seed_trajectory(solver, family, np.random.default_rng([seed, index]), for_controller=True)
     _run(solver, warmup)
     return scene
 
@@ -302,7 +302,7 @@ def datagen_control(cfg: ControlDatagenConfig, progress: bool = True) -> list[Pa
     if todo:
         torch.set_num_threads(1)
         init_taichi("cpu", quiet=True)
-        solver = _family_solver(cfg.family)
+        solver = _family_solver(cfg.family, for_controller=True)
         for index in todo:
             _write(shard_path(cfg.out, index), generate_state(solver, cfg.family, index, cfg.seed, cfg.kind))
             bar.update(1)
@@ -320,7 +320,7 @@ def replay_report(shards: list[Path]) -> dict:
     for path in shards:
         shard = dict(np.load(path))
         if solver is None:
-            solver = _family_solver(json.loads(str(shard["meta"]))["family"])
+            solver = _family_solver(json.loads(str(shard["meta"]))["family"], for_controller=True)
         rows += [replay(solver, shard, e) for e in range(len(shard["frames"]))]
     out = {"examples": len(rows), "tolerance": REPLAY_TOLERANCE}
     for key in ("mass_rmse", "centroid_error"):

@@ -504,7 +504,7 @@ def evaluate_control(
 
     from neural.data import _family_solver
 
-    solver = _family_solver(family)
+    solver = _family_solver(family, for_controller=True)
     controller = Controller.load(weights) if weights is not None else None
     if cases is None:
         cases = generated_cases(family, solver, generated) + load_cases(default_cases(family))[:drawn]

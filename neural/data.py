@@ -82,14 +82,14 @@ class _Forces:
             self.solver.clear_force_field()
 
 
-def _family_solver(family: str, grid: int | None = None):
+def _family_solver(family: str, grid: int | None = None, for_controller: bool = False):
     """The solver a family's trajectories run on (at `grid` cells along the domain instead of the
-    family's own resolution, when given)."""
+    family's own resolution, when given; the controllers' one when `for_controller`)."""
     from sim.build import solver_config
     from sim.scene import parse_scene
     from sim.solver import MPMSolver
 
-    raw = random_scene(family, np.random.default_rng(0))
+    raw = random_scene(family, np.random.default_rng(0), for_controller)
     if grid:
         raw["scene"]["grid"] = grid
     scene = parse_scene(raw, f"<{family}>")
@@ -107,13 +107,14 @@ def _family_solver(family: str, grid: int | None = None):
     return solver
 
 
-def _seed_trajectory(solver, family: str, rng: np.random.Generator):
-    """Reset the shared solver to a new random initial condition of the family."""
+def _seed_trajectory(solver, family: str, rng: np.random.Generator, for_controller: bool = False):
+    """Reset the shared solver to a new random initial condition of the family (of the controllers'
+    data when `for_controller`)."""
     from sim.build import sample_body
     from sim.materials import resolve
     from sim.scene import parse_scene
 
-    scene = parse_scene(random_scene(family, rng), f"<{family}>")
+    scene = parse_scene(random_scene(family, rng, for_controller), f"<{family}>")
     d = solver.dim
     solver.replace_colliders(list(scene.obstacles))
     solver.replace_materials([])

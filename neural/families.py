@@ -35,6 +35,9 @@ FAMILY_MODEL_H = {f: DOMAIN / (MODEL_GRID if d == 2 else MODEL_GRID_3D) for f, d
 # Cells along the domain of each family's reference MPM (the data's resolution).
 FAMILY_SOLVER_GRID = {f: round(DOMAIN / h) for f, h in FAMILY_MODEL_H.items()} | {"water2d": 128}
 COLUMN_PROBABILITY = {"water2d": 0.4}  # a resting column against a wall: the dam breaks of the app
+# The controllers' data keeps the scenes they were trained on: the family's model grid, no resting
+# columns (the stepper data's finer grid and columns came later; they would change the controllers' inputs).
+CONTROL_SOLVER_GRID = {f: round(DOMAIN / h) for f, h in FAMILY_MODEL_H.items()}
 FRAME_DT = 1.0 / 60.0
 MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
 # The fastest flow any scene of a 2D family can reach: one sound speed and dt for the whole dataset.
@@ -112,8 +115,9 @@ def _body_count(family: str, rng: np.random.Generator) -> int:
     return int(rng.integers(1, 4))
 
 
-def random_scene(family: str, rng: np.random.Generator) -> dict:
-    """One random initial condition of `family` as a scene dictionary."""
+def random_scene(family: str, rng: np.random.Generator, for_controller: bool = False) -> dict:
+    """One random initial condition of `family` as a scene dictionary (as the controllers' data draws it
+    when `for_controller`: see CONTROL_SOLVER_GRID)."""
     if family not in FAMILY_DIM:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILY_DIM)}")
     dim = FAMILY_DIM[family]
@@ -131,8 +135,9 @@ def random_scene(family: str, rng: np.random.Generator) -> dict:
     if family in ("water_ramps2d", "sand_ramps2d"):
         obstacles += _ramps(rng, int(rng.integers(1, 4))) + _boxes(rng, int(rng.integers(0, 3)))
     materials = FAMILY_MATERIALS[family]
-    if family in COLUMN_PROBABILITY and rng.random() < COLUMN_PROBABILITY[family]:
-        return _scene(family, [_column(rng, obstacles)], obstacles)
+    grid = (CONTROL_SOLVER_GRID if for_controller else FAMILY_SOLVER_GRID)[family]
+    if not for_controller and family in COLUMN_PROBABILITY and rng.random() < COLUMN_PROBABILITY[family]:
+        return _scene(family, [_column(rng, obstacles)], obstacles, grid)
     count = _body_count(family, rng)
     bodies, taken, particles = [], [], 0
     for k in range(count):
@@ -168,7 +173,7 @@ def random_scene(family: str, rng: np.random.Generator) -> dict:
     if not bodies:  # always at least one body: a plain block in the lower left
         lo, hi = [0.02, 0.0, 0.02][:dim], [0.25, 0.3, 0.25][:dim]
         bodies.append({"material": materials[0], "shape": "box", "min": lo, "max": hi})
-    return _scene(family, bodies, obstacles)
+    return _scene(family, bodies, obstacles, grid)
 
 
 def _column(rng, obstacles: list[dict]) -> dict:
@@ -181,14 +186,14 @@ def _column(rng, obstacles: list[dict]) -> dict:
     return {"material": "water", "shape": "box", "min": [lo, 0.0], "max": [lo + width, height]}
 
 
-def _scene(family: str, bodies: list[dict], obstacles: list[dict]) -> dict:
+def _scene(family: str, bodies: list[dict], obstacles: list[dict], grid: int) -> dict:
     dim = FAMILY_DIM[family]
     return {
         "scene": {
             "name": family,
             "dim": dim,
             "size": [DOMAIN] * dim,
-            "grid": FAMILY_SOLVER_GRID[family],
+            "grid": grid,
             "frame_dt": FRAME_DT,
             "friction": 0.0 if family in ("water2d", "water3d") else 0.3,
         },

@@ -144,7 +144,7 @@ def test_corrupt_control_weights_give_a_reason_not_a_crash(tmp_path):
 def family_solver():
     from neural.data import _family_solver
 
-    solver = _family_solver("water2d")
+    solver = _family_solver("water2d", for_controller=True)
     yield solver
     solver.close()
 
