@@ -196,6 +196,8 @@ def record(
     session = Session(scene, seed=seed, mode=mode, model=model, control_model=control_model)
     if mode != "numerical":
         print(f"[sluice] stepper: {session.mode_message}", file=sys.stderr)
+    if session.solver.budget_warning:
+        print(f"[sluice] {session.solver.budget_warning}", file=sys.stderr)
     try:
         if script is not None:
             session.script = load_script(script, session.dim)

@@ -20,6 +20,7 @@ from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
 from neural.stepper import NumericalStepper
 from sim import state as state_io
+from sim.budget import REFUSE_FRAME_SECONDS, frame_seconds
 from sim.build import build_solver
 from sim.colliders import Collider
 from sim.emitters import Emitter
@@ -188,6 +189,13 @@ class Session:
         multiplier = float(multiplier)
         if not (math.isfinite(multiplier) and self.scene.cfl <= multiplier <= 16.0):
             raise ValueError(f"quality must be between {self.scene.cfl:g} and 16, got {multiplier}")
+        substeps = round(self.solver.substeps * multiplier / self.quality)
+        seconds = frame_seconds(self.dim, self.solver.n, substeps)
+        if seconds > REFUSE_FRAME_SECONDS:
+            raise ValueError(
+                f"quality {multiplier:g} would take about {seconds:.3g} s a frame ({substeps} substeps x "
+                f"{self.solver.n:,} particles), more than the limit of {REFUSE_FRAME_SECONDS:g} s"
+            )
         self.solver.config.cfl = self.scene.cfl / multiplier
         if self.scene.dt is not None:
             # The solver reads it on every dt; a substep never exceeds the frame.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.budget import body_particles, check_budget
 from sim.emitters import Emitter
 from sim.materials import resolve
 from sim.scene import MAX_PARTICLES, Body, Scene, SceneError
@@ -44,9 +45,18 @@ def sample_body(body: Body, scene: Scene, spacing: float, rng: np.random.Generat
     return points[keep].astype(np.float32)
 
 
+def default_capacity(scene: Scene, particles: int) -> int:
+    """Room for the seeded particles twice over, or 65536 more where emitters pour."""
+    return scene.capacity or max(2 * particles, particles + 65536 if scene.emitters else particles, 1024)
+
+
 def build_solver(scene: Scene, capacity: int | None = None) -> MPMSolver:
-    """A solver seeded with the scene's bodies, obstacles and emitters. Raises SceneError on bad content."""
+    """A solver seeded with the scene's bodies, obstacles and emitters. Raises SceneError on bad content
+    or on a scene this machine cannot run (sim.budget, checked before anything is allocated); a scene
+    that will run slowly carries the warning in `solver.budget_warning`."""
     probe = solver_config(scene, 1)
+    estimated = body_particles(scene, probe)
+    warning = check_budget(scene, probe, capacity or default_capacity(scene, estimated))
     rng = np.random.default_rng(scene.seed)
     samples = []
     for i, body in enumerate(scene.bodies):
@@ -58,13 +68,14 @@ def build_solver(scene: Scene, capacity: int | None = None) -> MPMSolver:
             )
         samples.append(points)
     total = sum(len(p) for p in samples)
-    capacity = capacity or scene.capacity or max(2 * total, total + 65536 if scene.emitters else total, 1024)
+    capacity = capacity or default_capacity(scene, total)
     if total > capacity or total > MAX_PARTICLES:
         raise SceneError(
             f"{scene.source}: body: the bodies need {total} particles, more than the capacity of "
             f"{min(capacity, MAX_PARTICLES)}"
         )
     solver = MPMSolver(solver_config(scene, capacity))
+    solver.budget_warning = warning
     try:
         water_c = scene.sound_speed or solver.config.water_sound_speed
         for obstacle in scene.obstacles:

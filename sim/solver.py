@@ -89,6 +89,18 @@ class SolverConfig:
         return 10.0 * max(self.max_speed, 1.0)
 
 
+def stable_dt(cfg: SolverConfig, slots: list[MaterialParams]) -> float:
+    """The substep: the CFL limit of the fastest wave plus the fastest flow (and the explicit diffusion
+    limit of viscous materials), rounded down to divide the frame."""
+    dx = cfg.dx
+    wave = max([m.wave_speed for m in slots], default=cfg.water_sound_speed)
+    limit = cfg.cfl * dx / (wave + cfg.max_speed)
+    for m in slots:
+        if m.viscosity > 0:  # explicit diffusion limit
+            limit = min(limit, 0.25 * dx**2 * m.density / m.viscosity)
+    return cfg.frame_dt / math.ceil(cfg.frame_dt / limit)
+
+
 @dataclass
 class Brush:
     """A point brush: acceleration `strength` (m/s^2) within `radius` of `center`, along `direction`, or
@@ -116,6 +128,7 @@ class StepStats:
 class MPMSolver:
     def __init__(self, config: SolverConfig):
         self.config = config
+        self.budget_warning: str | None = None  # set by build_solver for a scene that will run slowly
         self.dim = dim = config.dim
         self.capacity = config.capacity
         self.dx = config.dx
@@ -449,13 +462,7 @@ class MPMSolver:
     def dt(self) -> float:
         if self._fixed_dt:
             return float(self._fixed_dt)
-        cfg = self.config
-        wave = max([m.wave_speed for m in self.slots], default=cfg.water_sound_speed)
-        limit = cfg.cfl * self.dx / (wave + cfg.max_speed)
-        for m in self.slots:
-            if m.viscosity > 0:  # explicit diffusion limit
-                limit = min(limit, 0.25 * self.dx**2 * m.density / m.viscosity)
-        return cfg.frame_dt / math.ceil(cfg.frame_dt / limit)
+        return stable_dt(self.config, self.slots)
 
     @property
     def substeps(self) -> int:

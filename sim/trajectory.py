@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,8 @@ def simulate(scene: Scene, frames: int, out: Path, progress: bool = True, advanc
     """
     check_writable(out)
     solver = build_solver(scene)
+    if solver.budget_warning:
+        print(f"[sluice] {solver.budget_warning}", file=sys.stderr)
     xs, vs, materials = [], [], None
     clamps = {"velocity": 0, "position": 0, "deformation": 0}
     paths: dict[str, int] = {}

@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
         self.loop.reset_stats()
         self.panel.sync(new)
         old.close()
-        self._notice(f"loaded {new.scene.name}: {new.solver.n} particles")
+        self._notice(new.solver.budget_warning or f"loaded {new.scene.name}: {new.solver.n} particles")
         if was_playing:
             self.loop.play()
         return True
