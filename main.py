@@ -50,7 +50,12 @@ def _stepper(args: argparse.Namespace, scene):
 
 
 def _add_mode_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=["numerical", "neural", "hybrid"], default="numerical")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "numerical", "neural", "hybrid"],
+        default="auto",
+        help="auto (default): hybrid where shipped weights fit the scene, numerical elsewhere",
+    )
     p.add_argument(
         "--model", default=None, help="weights NAME (in assets/models) or PATH; default: the best fit"
     )
@@ -74,7 +79,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     print(
         f"wrote {args.out}: {summary['frames']} frames, {summary['particles']} particles, "
-        f"clamps {summary['clamps']}"
+        f"clamps {summary['clamps']}; learned share {summary['learned_share']:.0%}, "
+        f"{summary['mean_ms']:.1f} ms per frame"
     )
     return 0
 
@@ -109,7 +115,10 @@ def cmd_record(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"wrote {args.out}: {result.frames} frames")
+    print(
+        f"wrote {args.out}: {result.frames} frames; learned share {result.learned_share:.0%}, "
+        f"{result.mean_ms:.1f} ms per simulated frame"
+    )
     return 0
 
 

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -23,6 +23,7 @@ from app.render.renderer import Renderer
 from app.script import load_script
 from app.session import Session
 from sim.atomic import atomic_path
+from sim.trajectory import learned_share
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -130,6 +131,16 @@ class RecordResult:
     out: Path
     interrupted: bool = False
     error: str | None = None
+    paths: list[str] = field(default_factory=list)  # per simulated frame: the path that ran it
+    sim_ms: list[float] = field(default_factory=list)  # per simulated frame: the step's wall time
+
+    @property
+    def learned_share(self) -> float:
+        return learned_share(self.paths)
+
+    @property
+    def mean_ms(self) -> float:
+        return sum(self.sim_ms) / len(self.sim_ms) if self.sim_ms else 0.0
 
 
 class Recorder:
@@ -178,7 +189,7 @@ def record(
     script: Path | None = None,
     seed: int | None = None,
     progress: bool = True,
-    mode: str = "numerical",
+    mode: str = "auto",
     model: str | None = None,
     control_model: str | None = None,
     orbit: float = 0.0,
@@ -218,6 +229,8 @@ def record(
             if interrupted.is_set():
                 break
             report = session.tick()
+            result.paths.append(report.path)
+            result.sim_ms.append(report.latency_ms)
             if report.error:
                 result.error = report.error
                 break

@@ -425,7 +425,8 @@ class Session:
         """frame, sim time, mode, (ms per frame, fallback rate): timings are left out of recordings,
         which must come out byte-identical run to run."""
         r = self.last_report
-        mode = self.mode if self.mode == "numerical" else f"{self.mode} ({self.stepper.weights})"
+        # A numerical session says why, where the default (hybrid) could not run.
+        mode = self.mode_message if self.mode == "numerical" else f"{self.mode} ({self.stepper.weights})"
         parts = [f"frame {self.frame}", f"t {self.solver.time:.2f} s", mode, f"{self.solver.n} particles"]
         if timing and r is not None:
             parts += [f"{r.latency_ms:.0f} ms/frame", f"fallback {self.fallback_rate:.0%}"]

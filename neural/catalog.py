@@ -17,6 +17,9 @@ from neural.model import ModelSpec, WeightsError, load_weights
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 
 MODES = ("numerical", "neural", "hybrid")
+AUTO = (
+    "auto"  # the default: hybrid where shipped weights fit the scene, numerical (with the reason) elsewhere
+)
 
 
 @dataclass
@@ -99,9 +102,17 @@ def check_fits(spec: ModelSpec, scene) -> str | None:
 
 
 def make_stepper(mode: str, scene, model: str | None = None, guard_mode: str = "physics"):
-    """(stepper, message). Missing, corrupt or mismatched weights give a numerical stepper and the reason."""
+    """(stepper, message). Missing, corrupt or mismatched weights give a numerical stepper and the reason.
+    `auto` is hybrid where weights fit, numerical elsewhere, and the message says which and why."""
+    if mode == AUTO:
+        stepper, message = make_stepper("hybrid", scene, model, guard_mode)
+        if isinstance(stepper, NumericalStepper):
+            return stepper, "numerical: " + message.removeprefix("hybrid unavailable: ").removesuffix(
+                "; running numerically"
+            )
+        return stepper, message
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise ValueError(f"unknown mode {mode!r}; choose one of {AUTO}, {', '.join(MODES)}")
     if mode == "numerical":
         return NumericalStepper(), "numerical"
     choice = resolve_model(model, scene)

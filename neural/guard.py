@@ -186,3 +186,96 @@ class Guard:
         return GuardScores(
             ok, {"cosine": cosine}, [] if ok else [f"cosine {cosine:.2f} < {COSINE_THRESHOLD}"]
         )
+
+
+# An audited learned frame passes when its mass RMSE against the solver's frame (over the largest cell
+# mass) is at most this share of the frame's own change (the RMSE between its start and the solver's end)
+# plus a floor for sampling noise: scale-free, as a surge moves more than a resting pool. The same rule,
+# over four frames, defines the frames that need the solver in neural.scene_eval.
+AUDIT_RELATIVE, AUDIT_FLOOR = 0.7, 0.005
+AUDIT_INTERVAL = (10, 80)  # frames between audits: after a scene change or a failed audit, and at most
+AUDIT_DISTRUST = 20  # the longest run of solver frames after failed audits (measured: 80 hid recoveries)
+AUDIT_METRIC_CELLS = 2  # model cells per metric cell (finer would read sampling noise as error)
+
+
+def disagreement(solver, state: dict, reference: dict, h: float) -> float:
+    """Mass RMSE between two particle states ({x, slot}: the counts may differ where an emitter poured),
+    on a grid of AUDIT_METRIC_CELLS model cells, over the reference's largest cell mass."""
+    from neural.evaluate import mass_grid
+
+    size = solver.config.size
+    cells = max(1, round(max(size) / (AUDIT_METRIC_CELLS * h)))
+    grid = mass_grid(reference["x"], solver.masses(reference["slot"]), size, cells)
+    diff = mass_grid(state["x"], solver.masses(state["slot"]), size, cells) - grid
+    return float(np.sqrt((diff**2).mean())) / max(float(grid.max()), 1e-12)
+
+
+class Audit:
+    """A measured trust signal (step doubling against the solver): now and then a learned frame is also
+    run by the solver from the same start, the solver's frame is kept, and their disagreement is the
+    learned stepper's actual error on this scene in this regime. The physics checks see blow-ups; an audit
+    sees a learned frame that is plausible but wrong (sand that keeps sliding, a front that runs ahead).
+
+    The schedule backs off both ways. Passed audits in a row double the interval, from AUDIT_INTERVAL[0]
+    up to AUDIT_INTERVAL[1]. A failed audit sends the next frames to the solver, for a period that doubles
+    with each failure (halved again by two passes in a row); the audit that ends it usually passes, since
+    it starts from a solver state, so the next one comes after half the shortest interval, to see whether
+    learned frames hold on their own outputs; the solver period is at most AUDIT_DISTRUST frames. A
+    scene change (particles added or removed, obstacles,
+    brushes, a force field) brings the next audit forward."""
+
+    def __init__(
+        self,
+        relative: float = AUDIT_RELATIVE,
+        floor: float = AUDIT_FLOOR,
+        interval: tuple[int, int] = AUDIT_INTERVAL,
+    ):
+        self.relative, self.floor, self.interval = relative, floor, interval
+        self.reset()
+
+    def reset(self) -> None:
+        self.trusted = True
+        self._interval = self._distrust = self.interval[0]
+        self._countdown = self.interval[0]
+        self._context = None
+        self.last_error: float | None = None
+        self.audits = self.failed = 0
+
+    def tick(self, solver) -> bool:
+        """Count down one frame; True when this frame is to be audited."""
+        context = (
+            solver.n,
+            len(solver.colliders),
+            int(solver.n_brushes[None]),
+            int(solver.force_active[None]),
+        )
+        if self._context is not None and context != self._context:
+            self._interval = self.interval[0]
+            self._countdown = min(self._countdown, self.interval[0] // 2)
+        self._context = context
+        self._countdown -= 1
+        return self._countdown <= 0
+
+    def tolerance(self, change: float) -> float:
+        return self.relative * change + self.floor
+
+    def record(self, error: float, change: float) -> bool:
+        """Fold an audit in (the learned frame's disagreement with the solver's, and the solver frame's
+        own change); True when it passed."""
+        self.audits += 1
+        self.last_error = error
+        passed = error <= self.tolerance(change)
+        lo, hi = self.interval
+        if passed and self.trusted:
+            self._interval = min(2 * self._interval, hi)
+            self._distrust = max(lo, self._distrust // 2)
+            self._countdown = self._interval
+        elif passed:
+            self._interval = lo
+            self._countdown = max(1, lo // 2)
+        else:
+            self.failed += 1
+            self._countdown = self._distrust
+            self._distrust = min(2 * self._distrust, max(lo, AUDIT_DISTRUST))
+        self.trusted = passed
+        return passed

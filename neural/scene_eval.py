@@ -8,8 +8,7 @@ grids of the same scene, all timed in the same run) are compared with it frame b
 - physical observables: surge front (99.5% quantile of x), residual column height at the left wall, peak
   particle speed, water J and the volume fraction on the model grid (percentiles).
 On dam_break the fronts are also compared with Koshizuka & Oka (1996). The guard is scored along the
-solver's trajectory: from each reference frame one learned frame is run, and it "needs" the solver when
-its mass error or its physics (peak speed, compression) leaves the reference's by more than a tolerance.
+hybrid's own trajectory against a solver frame run from the same start (see guard_quality).
 """
 
 from __future__ import annotations
@@ -23,11 +22,12 @@ import numpy as np
 from neural.catalog import make_stepper
 from neural.evaluate import mass_grid, precision_recall
 from neural.grid import N_MATERIALS, PAD, ModelGrid
-from neural.guard import Guard, water_j_min, water_particles
+from neural.guard import AUDIT_FLOOR, AUDIT_RELATIVE, Guard, disagreement, water_j_min, water_particles
 from neural.stepper import HybridStepper, NumericalStepper
 from sim import state as state_io
 from sim.build import build_solver
 from sim.scene import load_scene
+from sim.solver import NonFiniteError
 
 # App scenes with shipped weights, and the weights the app picks for them.
 APP_SCENES = {
@@ -42,9 +42,13 @@ APP_SCENES = {
 LOWRES_GRIDS = {2: (24, 32, 48, 64), 3: (16, 20, 24, 28)}
 METRIC_CELLS = {2: 32, 3: 20}
 SHEET_FRAMES = (1, 7, 13, 25, 37, 60, 90, 120)
-NEEDED_RMSE = 0.02  # one learned frame's mass RMSE above which it needs the solver
+NEED_HORIZON = 4  # frames a kept learned frame is followed for to see whether it needed the solver
+# The learned frames' mass RMSE after the horizon, above which the first needed the solver: a share of the
+# flow's own change over the horizon plus a floor, the audit's rule (neural.guard.AUDIT_RELATIVE).
+NEEDED_RELATIVE, NEEDED_FLOOR = AUDIT_RELATIVE, AUDIT_FLOOR
 NEEDED_SPEED = 1.5  # ... or its peak speed above this many times the solver's (plus 0.5 m/s)
 NEEDED_COMPRESSION = 0.15  # ... or its largest volume fraction above the solver's by this much
+NEEDED_J = 0.05  # ... or its smallest water J below the solver's by this much
 COLUMN_WIDTH = 0.146  # dam_break's column (K&O's L)
 
 
@@ -87,6 +91,10 @@ def _fractions(solver, h: float) -> np.ndarray:
     grid = ModelGrid(solver.dim, h, solver.config.size)
     phi = solver.grid_transfer(h, PAD, grid.shape)[:N_MATERIALS].sum(0)
     return phi[phi > 0.05]
+
+
+def _largest(values: np.ndarray) -> float:
+    return float(values.max()) if len(values) else 0.0
 
 
 def _observe(run: Run, solver, h: float, frame: int, reference_mass=None, size=None, cells=32) -> None:
@@ -140,38 +148,83 @@ def koshizuka_oka_error(fronts: list[float], frame_dt: float) -> float:
     return float(np.mean(np.abs(simulated - inside[:, 1]) / inside[:, 1]))
 
 
-def guard_quality(
-    solver, hybrid: HybridStepper, snapshots: list, reference: Run, h: float, metric, size, cells
-):
-    """Along the solver's trajectory: one learned frame from each reference frame; does the guard fire on
-    exactly the frames that need the solver (by mass error or physics)?"""
+def _physics(solver, h: float) -> tuple[dict, float, float, float]:
+    """A state and its peak speed, largest volume fraction and smallest water J."""
+    state = solver.particles()
+    speed = float(np.linalg.norm(state["v"], axis=1).max()) if len(state["v"]) else 0.0
+    return state, speed, _largest(_fractions(solver, h)), water_j_min(solver, state)
+
+
+def guard_quality(solver, hybrid: HybridStepper, start, frames: int, h: float, size, cells, detail=None):
+    """Along the hybrid's own trajectory (where its errors build up, not from the solver's states), each
+    frame is scored against the solver from the same start (the shadow). The frame "needs" the solver
+    when NEED_HORIZON learned frames from there leave NEED_HORIZON solver frames by more than a tolerance
+    in mass or physics (peak speed, compression, water J): the error a kept learned frame leads into,
+    which one frame alone hides (sand whose learned frames keep it sliding is right for a frame, wrong for
+    four). The guard "fires" when the hybrid would not keep the learned frame: its physics checks fail, an
+    audit (on the hybrid's own schedule; see Audit) finds the frame off, or the last audit failed. The
+    rollout goes on from the first learned frame where it was kept and from the first shadow frame where
+    not, as the hybrid does (without its backoff, so that every frame is scored)."""
     guard: Guard = hybrid.guard
+    neural = hybrid.neural
+    numerical = NumericalStepper()
     fired, needed = [], []
-    state_io.restore(solver, snapshots[0])
-    guard.reset()
-    guard.measure_before(solver)  # the scene's reference: its first frame
-    for k in range(len(snapshots) - 1):
-        state_io.restore(solver, snapshots[k])
-        hybrid.neural.reset()
+    state_io.restore(solver, start)
+    hybrid.reset()
+    for _ in range(frames):
+        audit_now = hybrid.audit.tick(solver)
+        pre, history = state_io.snapshot(solver), neural.history
+        numerical.advance(solver)
+        shadow_first = state_io.snapshot(solver)
+        for _ in range(NEED_HORIZON - 1):
+            numerical.advance(solver)
+        shadow, shadow_speed, shadow_phi, shadow_j = _physics(solver, h)
+        metric = mass_grid(shadow["x"], solver.masses(shadow["slot"]), size, cells)
+        change = _rmse(pre.particles["x"], solver.masses(pre.particles["slot"]), metric, size, cells)
+        state_io.restore(solver, pre)
+        neural.history = history
         before = guard.measure_before(solver)
         try:
-            report = hybrid.neural.advance(solver)
+            report = neural.advance(solver)
             verdict = guard.check(solver, before, report.stats)
-            state = solver.particles()
-            mass = solver.masses(state["slot"])
-            error = _rmse(state["x"], mass, metric[k], size, cells)
-            speed = float(np.linalg.norm(state["v"], axis=1).max())
-            phi = _fractions(solver, h)
+            learned_first, learned_history = state_io.snapshot(solver), neural.history
+            if audit_now:
+                error = disagreement(solver, solver.particles(), shadow_first.particles, h)
+                step_change = disagreement(solver, pre.particles, shadow_first.particles, h)
+            for _ in range(NEED_HORIZON - 1):
+                neural.advance(solver)
+            state, speed, phi, j = _physics(solver, h)
+            gaps = {
+                "rmse": _rmse(state["x"], solver.masses(state["slot"]), metric, size, cells),
+                "change": change,
+                "speed": speed - NEEDED_SPEED * shadow_speed - 0.5,
+                "compression": phi - shadow_phi,
+                "j": shadow_j - j,
+            }
             need = (
-                error > NEEDED_RMSE
-                or speed > NEEDED_SPEED * reference.peak_speed[k] + 0.5
-                or (len(phi) and phi.max() > reference.fraction_max[k] + NEEDED_COMPRESSION)
-                or water_j_min(solver, state) < reference.j_p1[k] - 0.05
+                gaps["rmse"] > NEEDED_RELATIVE * change + NEEDED_FLOOR
+                or gaps["speed"] > 0
+                or gaps["compression"] > NEEDED_COMPRESSION
+                or gaps["j"] > NEEDED_J
             )
-        except Exception:  # non-finite output: the guard must fire, and the frame needs the solver
-            verdict, need = None, True
-        fired.append(verdict is None or not verdict.ok)
+            trusted = hybrid.audit.record(error, step_change) if audit_now else hybrid.audit.trusted
+            keep = trusted and verdict.ok
+            if detail is not None:
+                scores = {f"guard.{k}": v for k, v in verdict.scores.items()}
+                detail.append({**gaps, **scores, "audit": audit_now, "trusted": trusted})
+        except NonFiniteError:  # non-finite output: the guard must fire, and the frame needs the solver
+            keep, need = False, True
+            if audit_now:
+                hybrid.audit.record(float("inf"), 0.0)
+        fired.append(not keep)
         needed.append(bool(need))
+        if keep:
+            state_io.restore(solver, learned_first)
+            neural.history = learned_history
+        else:
+            state_io.restore(solver, shadow_first)
+            guard.observe(solver)
+            neural.reset()
     return fired, needed
 
 
@@ -193,7 +246,7 @@ def evaluate_scene(name: str, frames: int = 120, lowres: bool = True, sheet: Pat
     state_io.restore(solver, start)
     hybrid.reset()
 
-    reference, snapshots, metric = Run(), [start], []
+    reference, metric = Run(), []
     for f in range(1, frames + 1):
         t = time.perf_counter()
         numerical.advance(solver)
@@ -201,7 +254,6 @@ def evaluate_scene(name: str, frames: int = 120, lowres: bool = True, sheet: Pat
         state = solver.particles()
         metric.append(mass_grid(state["x"], solver.masses(state["slot"]), scene.size, cells))
         _observe(reference, solver, h, f)
-        snapshots.append(state_io.snapshot(solver))
     state_io.restore(solver, start)
     hybrid.reset()
     hybrid.frames = hybrid.fallbacks = hybrid.refails = hybrid.handover_failures = 0
@@ -211,7 +263,7 @@ def evaluate_scene(name: str, frames: int = 120, lowres: bool = True, sheet: Pat
         "refails": hybrid.refails,
         "handover_failures": hybrid.handover_failures,
     }
-    fired, needed = guard_quality(solver, hybrid, snapshots, reference, h, metric, scene.size, cells)
+    fired, needed = guard_quality(solver, hybrid, start, frames, h, scene.size, cells)
     solver.close()
 
     comparators = {}

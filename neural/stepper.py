@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from neural.grid import N_MATERIALS, PAD, ModelGrid, assemble_features, velocity_of
-from neural.guard import Guard, GuardScores
+from neural.guard import Audit, Guard, GuardScores, disagreement
 from neural.model import GridStepper, bf16_autocast
 from neural.projection import project
 from sim import state as state_io
@@ -26,7 +26,7 @@ from sim.solver import MPMSolver, NonFiniteError, StepStats
 class StepReport:
     """What one frame did: the path taken, its latency split and the guard's verdict."""
 
-    path: str  # "numerical", "neural" or "fallback"
+    path: str  # "numerical", "neural", "fallback" or "audit" (a solver frame checking a learned one)
     latency_ms: float
     split_ms: dict[str, float] = field(default_factory=dict)
     guard: GuardScores | None = None
@@ -78,6 +78,15 @@ class NeuralStepper:
     def reset(self) -> None:
         """Forget the velocity history (after a reset, a load or a numerical frame)."""
         self._previous_velocity = None
+
+    @property
+    def history(self):
+        """The velocity history (to rewind the stepper with a snapshot of the particles)."""
+        return self._previous_velocity
+
+    @history.setter
+    def history(self, value) -> None:
+        self._previous_velocity = value
 
     def grid_for(self, solver: MPMSolver) -> ModelGrid:
         return ModelGrid(solver.dim, self.spec.h, solver.config.size)
@@ -154,8 +163,16 @@ class HybridStepper:
 
     name = "hybrid"
 
-    def __init__(self, neural: NeuralStepper, guard: Guard, max_hysteresis: int = 8, calm_frames: int = 30):
+    def __init__(
+        self,
+        neural: NeuralStepper,
+        guard: Guard,
+        max_hysteresis: int = 8,
+        calm_frames: int = 30,
+        audit: Audit | None = None,
+    ):
         self.neural, self.guard = neural, guard
+        self.audit = audit if audit is not None else Audit()
         self.max_hysteresis, self.calm_frames = max_hysteresis, calm_frames
         self.numerical = NumericalStepper()
         self.weights = neural.weights
@@ -175,6 +192,7 @@ class HybridStepper:
     def reset(self) -> None:
         self.neural.reset()
         self.guard.reset()
+        self.audit.reset()
         self._numerical_left = self._hysteresis = self._calm = 0
         self._after_solver = False
 
@@ -188,8 +206,42 @@ class HybridStepper:
         self._after_solver = True
         return report
 
+    def _audited_frame(self, solver: MPMSolver) -> StepReport:
+        """A learned frame and the solver's from the same start; the solver's is kept, and their
+        disagreement decides whether learned frames are trusted (see Audit)."""
+        start = time.perf_counter()
+        snapshot = state_io.snapshot(solver)
+        try:
+            self.neural.advance(solver)
+            learned = solver.particles()
+        except NonFiniteError:
+            learned = None
+        state_io.restore(solver, snapshot)
+        report = self._solver_frame(solver)
+        state, h = solver.particles(), self.neural.spec.h
+        change = disagreement(solver, snapshot.particles, state, h)
+        if learned is None or not np.isfinite(learned["x"]).all():
+            error = float("inf")
+        else:
+            error = disagreement(solver, learned, state, h)
+        passed = self.audit.record(error, change)
+        report.path, report.weights = "audit", self.weights
+        verdict = "within" if passed else "over"
+        report.reason = (
+            f"audit: learned frame off by {error:.3g}, {verdict} {self.audit.tolerance(change):.3g}"
+        )
+        report.latency_ms = (time.perf_counter() - start) * 1e3
+        return report
+
     def advance(self, solver: MPMSolver) -> StepReport:
         self.frames += 1
+        if self.audit.tick(solver):
+            return self._audited_frame(solver)
+        if not self.audit.trusted:
+            report = self._solver_frame(solver)
+            report.path, report.weights = "numerical", self.weights
+            report.reason = f"the last audit found the learned frames off by {self.audit.last_error:.3g}"
+            return report
         if self._numerical_left > 0:
             self._numerical_left -= 1
             report = self._solver_frame(solver)

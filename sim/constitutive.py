@@ -34,6 +34,11 @@ def is_water(table: ti.template(), s) -> ti.i32:
 
 
 @ti.func
+def is_sand(table: ti.template(), s) -> ti.i32:
+    return ti.cast(table[s, _COL["kind"]], ti.i32) == SAND
+
+
+@ti.func
 def kirchhoff_stress(table: ti.template(), s, F, J, C, dx, dim: ti.template()):
     kind = ti.cast(table[s, _COL["kind"]], ti.i32)
     mu = table[s, _COL["mu"]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,9 @@ class Snapshot:
     emitters: list[dict]
     force_field: np.ndarray | None
     force_window: tuple[float, float]
+    # The emitter objects themselves (in memory only): a restore rewinds them in place, so that whoever
+    # holds one (a pour the user is about to stop) still holds the solver's.
+    live_emitters: list = field(default_factory=list, repr=False)
 
 
 def _emitter_record(e: Emitter) -> dict:
@@ -62,7 +65,7 @@ def _emitter_from_record(r: dict) -> Emitter:
 
 
 def snapshot(solver) -> Snapshot:
-    field = solver.force_field()
+    force = solver.force_field()
     return Snapshot(
         particles=solver.particles(),
         time=solver.time,
@@ -70,16 +73,25 @@ def snapshot(solver) -> Snapshot:
         slots=list(solver.slots),
         colliders=[c.describe() for c in solver.colliders],
         emitters=[_emitter_record(e) for e in solver.emitters],
-        force_field=None if field is None else field.copy(),
+        force_field=None if force is None else force.copy(),
         force_window=solver.force_window,
+        live_emitters=list(solver.emitters),
     )
+
+
+def _rewind(e: Emitter, r: dict) -> Emitter:
+    e.set_state(r)
+    return e
 
 
 def restore(solver, snap: Snapshot) -> None:
     """Put the solver back exactly as it was when `snap` was taken."""
     solver.replace_materials(snap.slots)
     solver.replace_colliders([from_description(d) for d in snap.colliders])
-    solver.emitters[:] = [_emitter_from_record(r) for r in snap.emitters]
+    if len(snap.live_emitters) == len(snap.emitters):
+        solver.emitters[:] = [_rewind(e, r) for e, r in zip(snap.live_emitters, snap.emitters)]
+    else:  # a snapshot read from a file
+        solver.emitters[:] = [_emitter_from_record(r) for r in snap.emitters]
     solver.set_particles(snap.particles)
     solver.time, solver.frame = snap.time, snap.frame
     if snap.force_field is None:

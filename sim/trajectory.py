@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,20 @@ def check_writable(path: Path) -> None:
         raise OSError(f"{path}: not writable")
 
 
-def write_npz_atomic(path: Path, **arrays) -> None:
-    with atomic_path(path, ".npz") as tmp, open(tmp, "wb") as f:
+def write_npz_atomic(out: Path, /, **arrays) -> None:
+    with atomic_path(out, ".npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
+
+
+def learned_share(paths: list[str]) -> float:
+    """The share of frames the network produced (fallback and audit frames ran on the solver)."""
+    return sum(p == "neural" for p in paths) / len(paths) if paths else 0.0
 
 
 def simulate(scene: Scene, frames: int, out: Path, progress: bool = True, advance=None) -> dict:
     """Run `frames` frames and write x, v (frames+1 x particles x dim, frame 0 is the initial state),
-    material, count per frame, frame_dt and the resolved scene as JSON.
+    material, count per frame, frame_dt, the resolved scene as JSON, and per frame the path that ran it
+    (`path`: numerical, neural, fallback or audit) and its wall time (`ms`).
 
     Emitters and removal change the particle count, so rows are padded with NaN beyond `count[f]`.
     Ctrl-C writes the frames finished so far and re-raises. `advance(solver)` replaces the solver's own
@@ -46,6 +53,8 @@ def simulate(scene: Scene, frames: int, out: Path, progress: bool = True, advanc
     xs, vs, materials = [], [], None
     clamps = {"velocity": 0, "position": 0, "deformation": 0}
     paths: dict[str, int] = {}
+    frame_paths: list[str] = []  # per frame: numerical, neural, fallback or audit
+    frame_ms: list[float] = []
 
     def record():
         nonlocal materials
@@ -58,11 +67,14 @@ def simulate(scene: Scene, frames: int, out: Path, progress: bool = True, advanc
     record()
     try:
         for _ in tqdm(range(frames), desc=scene.name, unit="frame", disable=not progress):
+            started = time.perf_counter()
             if advance is None:
                 stats, path = solver.step_frame(), "numerical"
             else:
                 report = advance(solver)
                 stats, path = report.stats, report.path
+            frame_ms.append((time.perf_counter() - started) * 1e3)
+            frame_paths.append(path)
             paths[path] = paths.get(path, 0) + 1
             clamps["velocity"] += stats.velocity_clamps
             clamps["position"] += stats.position_clamps
@@ -80,7 +92,14 @@ def simulate(scene: Scene, frames: int, out: Path, progress: bool = True, advanc
         x[f, : len(xf)], v[f, : len(vf)] = xf, vf
     material = np.full(width, -1, np.int32)
     material[: len(materials)] = materials
-    summary = {"frames": len(xs) - 1, "particles": width, "clamps": clamps, "paths": paths}
+    summary = {
+        "frames": len(xs) - 1,
+        "particles": width,
+        "clamps": clamps,
+        "paths": paths,
+        "learned_share": learned_share(frame_paths),
+        "mean_ms": float(np.mean(frame_ms)) if frame_ms else 0.0,
+    }
     write_npz_atomic(
         out,
         x=x,
@@ -90,6 +109,8 @@ def simulate(scene: Scene, frames: int, out: Path, progress: bool = True, advanc
         frame_dt=np.float64(scene.frame_dt),
         scene=np.array(json.dumps(scene.to_json())),
         summary=np.array(json.dumps(summary)),
+        path=np.array(frame_paths, dtype="<U9"),
+        ms=np.array(frame_ms, np.float32),
     )
     if interrupted is not None:
         raise interrupted

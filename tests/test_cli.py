@@ -55,7 +55,13 @@ def test_simulate_writes_trajectory(tmp_path):
         assert float(data["frame_dt"]) == pytest.approx(1 / 60)
         resolved = json.loads(str(data["scene"]))
         assert resolved["name"] == "small" and resolved["grid"] == 24
+        # Where the time went: water and sand have weights, so the default mode is the hybrid.
+        paths, ms = data["path"], data["ms"]
+        assert paths.shape == (4,) and set(paths) <= {"numerical", "neural", "fallback", "audit"}
+        assert "neural" in set(paths) and ms.shape == (4,) and (ms > 0).all()
     assert not np.allclose(x[0], x[-1])
+    assert "learned share" in result.stdout and "ms per frame" in result.stdout
+    assert "stepper: hybrid with" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,35 @@ def test_default_window_plays_dam_break_and_pauses(qtbot):
     qtbot.wait(300)
     assert win.session.frame == frame
     assert "paused" in win.hud_text() and "fps" in win.hud_text() and "particles" in win.hud_text()
+    # Real-time by default: dam_break has weights, so the window opens in Hybrid.
+    assert win.session.mode == "hybrid" and "Hybrid (water2d" in win.hud_text(), win.hud_text()
+    assert win.panel.mode_buttons["hybrid"].isChecked()
     win.close()
+
+
+def test_a_scene_without_weights_opens_numerical_and_says_why(qtbot):
+    win = MainWindow("jelly_drop", GRID, play=False)
+    qtbot.addWidget(win)
+    win.show()
+    win.step()
+    assert win.session.mode == "numerical"
+    assert "Numerical (" in win.hud_text() and "jelly" in win.hud_text(), win.hud_text()
+    win.close()
+
+
+def test_every_builtin_scene_with_weights_defaults_to_hybrid():
+    from neural.catalog import make_stepper
+    from neural.scene_eval import APP_SCENES
+    from neural.stepper import HybridStepper
+    from sim.scene import builtin_scenes, load_scene
+
+    with_weights = set(APP_SCENES) | {"sand_pile_3d"}  # sand_pile_3d: the sand3d weights fit it
+    for name in builtin_scenes():
+        stepper, message = make_stepper("auto", load_scene(name))
+        if name in with_weights:
+            assert isinstance(stepper, HybridStepper), (name, message)
+        else:
+            assert stepper.name == "numerical" and message.startswith("numerical: "), (name, message)
 
 
 def test_installed_pyside_does_not_leak_none():
@@ -217,9 +245,10 @@ def test_circle_obstacle_with_shift(block):
 
 def test_mode_and_colour_switches(block):
     panel = block.panel
-    assert panel.mode_buttons["numerical"].isEnabled() and panel.mode_buttons["numerical"].isChecked()
     reasons = available_modes(block.session)
-    assert reasons["numerical"] is None
+    assert reasons["numerical"] is None and panel.mode_buttons["numerical"].isEnabled()
+    start = block.session.mode  # the window's default is checked in the dam_break test
+    assert panel.mode_buttons[start].isChecked()
     for mode in ("neural", "hybrid"):
         if reasons[mode] is None:  # weights fit this scene: the switch works and shows in the HUD
             assert panel.mode_buttons[mode].isEnabled()
@@ -231,7 +260,7 @@ def test_mode_and_colour_switches(block):
             assert not panel.mode_buttons[mode].isEnabled()
             assert reasons[mode] in panel.mode_buttons[mode].toolTip()
             assert reasons[mode] in panel.mode_reason.text()
-            assert not block.set_mode(mode) and block.session.mode == "numerical"
+            assert not block.set_mode(mode) and block.session.mode == start
             assert reasons[mode] in block.statusBar().currentMessage()
     assert block.set_mode("numerical") and block.session.mode == "numerical"
     assert panel.mode_buttons["numerical"].isChecked()

@@ -182,3 +182,22 @@ def test_three_dimensional_scene_runs():
     assert x.shape[1] == 3 and np.isfinite(x).all()
     assert (x >= 0).all() and (x <= np.asarray(scene.size)).all()
     solver.close()
+
+
+def test_a_restore_keeps_the_emitter_objects_so_a_pour_can_still_be_stopped():
+    """The hybrid restores a snapshot at every fallback and audit; a restore that replaced the emitters by
+    copies left the Session's pour unstoppable (found by the 3D pour test in hybrid mode)."""
+    from app.session import Session
+
+    session = Session("dam_break", overrides={"grid": 32})
+    session.pour([0.5, 0.8], 0.03, [0.0, -0.5])
+    emitter = session.solver.emitters[-1]
+    snap = state_io.snapshot(session.solver)
+    session.tick()
+    state_io.restore(session.solver, snap)
+    assert session.solver.emitters[-1] is emitter
+    session.stop_pour()
+    n = session.solver.n
+    session.tick()
+    assert session.solver.n == n and not session.solver.emitters
+    session.close()

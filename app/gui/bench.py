@@ -1,10 +1,13 @@
-"""`bench gui`: frames per second of the live window and its overhead over the simulation alone."""
+"""`bench gui`: frames per second of the live window and its overhead over the simulation alone, and the
+frame pacing of the default mode (Hybrid) with a scripted interaction running: pushes, a pour, an
+obstacle drawn into the flow."""
 
 from __future__ import annotations
 
 import statistics
 import time
 
+import numpy as np
 from PySide6.QtCore import QEventLoop
 
 from app.gui.launch import application, open_window, pump, wait_events
@@ -13,6 +16,31 @@ from sim.bench import record
 SCENE = "dam_break"
 SCENE_3D = "dam_break_3d"
 SIZE = (1200, 760)
+PACING_SCENES = {"dam_break": "gui.hybrid", "water_ramps": "gui.hybrid.water_ramps", SCENE_3D: "gui.hybrid3d"}
+STALL_MS = 100.0  # a displayed frame slower than this is a stall
+
+
+def interact(session, frame: int, frames: int) -> None:
+    """The scripted interaction, by the share of the run: a push to the right (10-20%), a pour from above
+    (35-45%), an obstacle on the floor (60%)."""
+    size = np.asarray(session.scene.size, float)
+    share = frame / frames
+    point = size * 0.5
+    if 0.1 <= share < 0.2:
+        point[0], point[1] = size[0] * 0.3, size[1] * 0.1
+        direction = np.zeros(session.dim)
+        direction[0] = 1.0
+        session.brush(point, 0.1 * size.max(), 60.0, "push", direction)
+    elif frame == int(0.35 * frames):
+        point[1] = size[1] * 0.8
+        velocity = np.zeros(session.dim)
+        velocity[1] = -0.5
+        session.pour(point, 0.03 * size.max(), velocity, "water", frames=int(0.1 * frames))
+    elif frame == int(0.6 * frames):
+        lo, hi = size * 0.0, size * 1.0
+        lo[0], hi[0] = 0.6 * size[0], 0.65 * size[0]
+        hi[1] = 0.12 * size[1]
+        session.add_obstacle({"shape": "box", "min": lo.tolist(), "max": hi.tolist()})
 
 
 def _play(scene: str, frames: int, mode: str = "numerical") -> dict:
@@ -25,6 +53,8 @@ def _play(scene: str, frames: int, mode: str = "numerical") -> dict:
         window.close()
         pump()
         raise RuntimeError(f"bench gui: {scene} has no {mode} mode here")
+    if mode == "numerical":
+        window.set_mode("numerical")  # the window's default is Hybrid where weights fit
     window.loop.realtime = False
     window.step()  # compiles the kernels (and warms the network), outside the timing
     wait_events(100)
@@ -53,14 +83,79 @@ def _play(scene: str, frames: int, mode: str = "numerical") -> dict:
     return out
 
 
+def _pacing(scene: str, frames: int) -> dict:
+    """Play `scene` in its default mode, unpaced, for `frames` frames with the scripted interaction; the
+    wall time of every displayed frame (tick, render and event handling: what the user waits for)."""
+    window = open_window(scene, play=False)
+    window.resize(*SIZE)
+    window.show()
+    wait_events(300)
+    window.loop.realtime = False
+    window.step()  # compiles the kernels (and warms the network), outside the timing
+    window.reset()
+    wait_events(100)
+    session = window.session
+    stamps: list[float] = []
+    paths: list[str] = []
+
+    def ticked(report) -> None:
+        stamps.append(time.perf_counter())
+        paths.append(report.path)
+        interact(window.session, len(stamps), frames)
+
+    window.loop.ticked.connect(ticked)
+    started = time.perf_counter()
+    window.play()
+    loop = QEventLoop()
+    while len(stamps) < frames:
+        pump(loop)
+    window.pause()
+    wall = stamps[-1] - started
+    frame_ms = np.diff([started, *stamps]) * 1e3
+    out = {
+        "mode": session.mode,
+        "weights": session.stepper.weights,
+        "frames": len(stamps),
+        "fps": len(stamps) / wall,
+        "p95": float(np.percentile(frame_ms, 95)),
+        "max": float(frame_ms.max()),
+        "stalls_per_min": float((frame_ms > STALL_MS).sum()) / (wall / 60.0),
+        "learned_share": float(np.mean([p == "neural" for p in paths])),
+        "particles": session.solver.n,
+    }
+    window.close()
+    pump()
+    return out
+
+
+def pacing_records(quick: bool = False) -> list[dict]:
+    records = []
+    for scene, name in PACING_SCENES.items():
+        frames = 60 if quick else (600 if scene != SCENE_3D else 300)
+        run = _pacing(scene, frames)
+        meta = {"scene": scene, "frames": run["frames"], "mode": run["mode"], "weights": run["weights"]}
+        meta |= {"learned_share": round(run["learned_share"], 3), "particles": run["particles"]}
+        records += [
+            record(f"{name}.fps", run["fps"], "1/s", **meta),
+            record(f"{name}.frame_ms.p95", run["p95"], "ms"),
+            record(f"{name}.frame_ms.max", run["max"], "ms"),
+            record(
+                f"{name}.stalls_per_min", run["stalls_per_min"], "1/min", note=f"frames over {STALL_MS:g} ms"
+            ),
+            record(f"{name}.learned_share", run["learned_share"], ""),
+        ]
+    return records
+
+
 def gui_records(quick: bool = False) -> list[dict]:
-    """dam_break in Numerical mode, playing unpaced for 300 frames (30 quick), and dam_break_3d in Hybrid
-    mode for 60 frames (10 quick).
+    """dam_break in Numerical mode, playing unpaced for 300 frames (30 quick); the frame pacing of the
+    default mode with the scripted interaction (dam_break and water_ramps 600 frames, dam_break_3d 300;
+    60 quick); and dam_break_3d in Hybrid mode for 60 frames (10 quick).
 
     gui.overhead.ratio = wall time per GUI frame / time inside Session.tick per frame: what the window
     (frame export, drawing, HUD, event handling) adds on top of the simulation."""
     application()
-    run = _play(SCENE, 30 if quick else 300)
+    run = _play(SCENE, 30 if quick else 300, "numerical")
     done, wall, tick_s = run["frames"], run["wall"], run["tick_s"]
     records = [
         record(
@@ -76,6 +171,7 @@ def gui_records(quick: bool = False) -> list[dict]:
         record("gui.tick_ms", tick_s / done * 1e3, "ms", note="Session.tick, mean"),
         record("gui.render_ms", run["render_ms"], "ms", note="paintGL CPU time, median"),
     ]
+    records += pacing_records(quick)
     try:
         run = _play(SCENE_3D, 10 if quick else 60, "hybrid")
     except RuntimeError as e:  # no 3D weights: say so rather than time the numerical solver

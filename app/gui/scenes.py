@@ -30,7 +30,9 @@ def open_session(source: str | Path, overrides: dict | None = None, warm_up: boo
         rng = np.random.default_rng(scene.seed)  # the same draws as build_solver: an exact count
         total = sum(len(sample_body(body, scene, spacing, rng)) for body in scene.bodies)
         scene.capacity = int(min(MAX_PARTICLES, max(2 * total, total + GUI_HEADROOM, 1024)))
-    session = Session(scene, plan_async=True)  # the viewport never waits for a sketch's plan
+    # Hybrid where shipped weights fit (the mode message says why not elsewhere); the viewport never
+    # waits for a sketch's plan.
+    session = Session(scene, mode="auto", plan_async=True)
     if warm_up:
         try:
             session.tick()

@@ -72,7 +72,8 @@ class MainWindow(QMainWindow):
         self.resize(1200, 760)
         self.viewport.setFocus()
         self._notice(f"{self.session.scene.name}: compiling the solver for the first frame…")
-        self._notice_after_tick = f"{self.session.scene.name} running"
+        self.user_mode: str | None = None  # a mode the user picked: kept across scenes where available
+        self._notice_after_tick = f"{self.session.scene.name} running: {self.session.mode_message}"
         if play:
             self.loop.play()
 
@@ -147,7 +148,7 @@ class MainWindow(QMainWindow):
             f"sim {r.latency_ms:.0f} ms" if r else "sim - ms",
             f"render {self.viewport.render_ms:.0f} ms",
             f"{s.solver.n} particles",
-            MODES.get(s.mode, s.mode) + (f" ({r.path})" if r and r.path != s.mode else ""),
+            self._mode_text(),
             f"fallback {s.fallback_rate:.0%}",
             f"{s.solver.substeps} substeps",
             f"frame {s.frame}",
@@ -157,6 +158,16 @@ class MainWindow(QMainWindow):
         if not self.loop.playing:
             parts.append("paused")
         return "  |  ".join(parts)
+
+    def _mode_text(self) -> str:
+        """The stepper, its weights and this frame's path; a numerical session says why where the
+        default (hybrid) could not run."""
+        s, r = self.session, self.session.last_report
+        if s.mode == "numerical":
+            reason = s.mode_message.removeprefix("numerical").removeprefix(": ")
+            return MODES["numerical"] + (f" ({reason})" if reason else "")
+        path = f", {r.path}" if r and r.path != s.mode else ""
+        return f"{MODES.get(s.mode, s.mode)} ({s.stepper.weights}{path})"
 
     @guarded
     def _refresh_hud(self) -> None:
@@ -241,13 +252,16 @@ class MainWindow(QMainWindow):
             new.set_quality(max(self.quality, new.scene.cfl))
         except ValueError as e:
             self.report_error(describe(e))
-        if old.mode != "numerical" and available_modes(new).get(old.mode) is None:
-            new.set_mode(old.mode)  # keep the user's stepper where the new scene has weights for it
+        if self.user_mode and available_modes(new).get(self.user_mode) is None:
+            new.set_mode(self.user_mode)  # keep the user's stepper where the new scene allows it
         self.viewport.set_session(new)
         self.loop.reset_stats()
         self.panel.sync(new)
         old.close()
-        self._notice(new.solver.budget_warning or f"loaded {new.scene.name}: {new.solver.n} particles")
+        self._notice(
+            new.solver.budget_warning
+            or f"loaded {new.scene.name}: {new.solver.n} particles, {new.mode_message}"
+        )
         if was_playing:
             self.loop.play()
         return True
@@ -315,6 +329,7 @@ class MainWindow(QMainWindow):
             return False
         ok = self.session.mode == mode
         if ok:
+            self.user_mode = mode
             self._notice(f"solver: {MODES[mode]}" + (f" ({message})" if isinstance(message, str) else ""))
         else:
             self.report_error(str(message))
