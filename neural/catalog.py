@@ -17,9 +17,8 @@ from neural.model import ModelSpec, WeightsError, load_weights
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 
 MODES = ("numerical", "neural", "hybrid")
-AUTO = (
-    "auto"  # the default: hybrid where shipped weights fit the scene, numerical (with the reason) elsewhere
-)
+# The default mode: hybrid where shipped weights fit the scene, numerical (with the reason) elsewhere.
+AUTO = "auto"
 
 
 @dataclass

@@ -44,9 +44,10 @@ def mass_grid(x: np.ndarray, mass: np.ndarray, size, cells: int | None = None) -
     return out[interior].numpy()
 
 
-def mass_rmse(x, mass, x_ref, mass_ref, size) -> float:
-    reference = mass_grid(x_ref, mass_ref, size)
-    return float(np.sqrt(((mass_grid(x, mass, size) - reference) ** 2).mean()) / max(reference.max(), 1e-12))
+def mass_rmse(x, mass, x_ref, mass_ref, size, cells: int | None = None) -> float:
+    reference = mass_grid(x_ref, mass_ref, size, cells)
+    diff = mass_grid(x, mass, size, cells) - reference
+    return float(np.sqrt((diff**2).mean()) / max(reference.max(), 1e-12))
 
 
 @dataclass

@@ -201,13 +201,12 @@ AUDIT_METRIC_CELLS = 2  # model cells per metric cell (finer would read sampling
 def disagreement(solver, state: dict, reference: dict, h: float) -> float:
     """Mass RMSE between two particle states ({x, slot}: the counts may differ where an emitter poured),
     on a grid of AUDIT_METRIC_CELLS model cells, over the reference's largest cell mass."""
-    from neural.evaluate import mass_grid
+    from neural.evaluate import mass_rmse
 
     size = solver.config.size
     cells = max(1, round(max(size) / (AUDIT_METRIC_CELLS * h)))
-    grid = mass_grid(reference["x"], solver.masses(reference["slot"]), size, cells)
-    diff = mass_grid(state["x"], solver.masses(state["slot"]), size, cells) - grid
-    return float(np.sqrt((diff**2).mean())) / max(float(grid.max()), 1e-12)
+    mass, reference_mass = solver.masses(state["slot"]), solver.masses(reference["slot"])
+    return mass_rmse(state["x"], mass, reference["x"], reference_mass, size, cells)
 
 
 class Audit:
@@ -221,8 +220,8 @@ class Audit:
     with each failure (halved again by two passes in a row); the audit that ends it usually passes, since
     it starts from a solver state, so the next one comes after half the shortest interval, to see whether
     learned frames hold on their own outputs; the solver period is at most AUDIT_DISTRUST frames. A
-    scene change (particles added or removed, obstacles,
-    brushes, a force field) brings the next audit forward."""
+    scene change (particles added or removed, obstacles, brushes, a force field) brings the next audit
+    forward."""
 
     def __init__(
         self,

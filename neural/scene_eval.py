@@ -28,6 +28,7 @@ from sim import state as state_io
 from sim.build import build_solver
 from sim.scene import load_scene
 from sim.solver import NonFiniteError
+from sim.trajectory import learned_share
 
 # App scenes with shipped weights, and the weights the app picks for them.
 APP_SCENES = {
@@ -83,7 +84,7 @@ class Run:
             "fraction_p99": float(np.percentile(self.fraction_p99, 99)),
         }
         if self.paths:
-            out["learned_share"] = float(np.mean([p == "neural" for p in self.paths]))
+            out["learned_share"] = learned_share(self.paths)
         return out
 
 
@@ -350,7 +351,7 @@ def frame_sheet(path: Path, name: str, size, reference: Run, hybrid: Run, lowres
                 path_name = {"neural": "learned", "fallback": "fallback", "numerical": "solver"}
                 title += f" ({path_name.get(run.paths[f - 1], run.paths[f - 1])})"
             ax.set_title(title, fontsize=7)
-    share = np.mean([p == "neural" for p in hybrid.paths])
+    share = learned_share(hybrid.paths)
     fig.suptitle(f"{name}: solver (top) and hybrid ({share:.0%} learned frames)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from PySide6.QtCore import QEventLoop
 
 from app.gui.launch import application, open_window, pump, wait_events
 from sim.bench import record
+from sim.trajectory import learned_share
 
 SCENE = "dam_break"
 SCENE_3D = "dam_break_3d"
@@ -43,12 +44,18 @@ def interact(session, frame: int, frames: int) -> None:
         session.add_obstacle({"shape": "box", "min": lo.tolist(), "max": hi.tolist()})
 
 
-def _play(scene: str, frames: int, mode: str = "numerical") -> dict:
-    """Open `scene`, switch to `mode`, play unpaced (no wait for real time) for `frames` frames."""
+def _shown(scene: str):
+    """The window on `scene`, paused, at the benchmark's size, drawn once."""
     window = open_window(scene, play=False)
     window.resize(*SIZE)
     window.show()
     wait_events(300)
+    return window
+
+
+def _play(scene: str, frames: int, mode: str = "numerical") -> dict:
+    """Open `scene`, switch to `mode`, play unpaced (no wait for real time) for `frames` frames."""
+    window = _shown(scene)
     if mode != "numerical" and not window.set_mode(mode):
         window.close()
         pump()
@@ -86,10 +93,7 @@ def _play(scene: str, frames: int, mode: str = "numerical") -> dict:
 def _pacing(scene: str, frames: int) -> dict:
     """Play `scene` in its default mode, unpaced, for `frames` frames with the scripted interaction; the
     wall time of every displayed frame (tick, render and event handling: what the user waits for)."""
-    window = open_window(scene, play=False)
-    window.resize(*SIZE)
-    window.show()
-    wait_events(300)
+    window = _shown(scene)
     window.loop.realtime = False
     window.step()  # compiles the kernels (and warms the network), outside the timing
     window.reset()
@@ -120,7 +124,7 @@ def _pacing(scene: str, frames: int) -> dict:
         "p95": float(np.percentile(frame_ms, 95)),
         "max": float(frame_ms.max()),
         "stalls_per_min": float((frame_ms > STALL_MS).sum()) / (wall / 60.0),
-        "learned_share": float(np.mean([p == "neural" for p in paths])),
+        "learned_share": learned_share(paths),
         "particles": session.solver.n,
     }
     window.close()
