@@ -46,6 +46,8 @@ class FrameReport:
     error: str | None = None
     weights: str | None = None  # the learned stepper's weights, when one ran
     split_ms: dict[str, float] = field(default_factory=dict)
+    partial: bool = False  # a slice of a solver frame (slice_ms): the frame has not ended yet
+    reason: str = ""  # why the stepper took this path (a fallback's guard scores, an audit's verdict)
 
 
 @dataclass
@@ -89,6 +91,9 @@ class Session:
         self._controller: tuple[Controller | None, str] | None = None
         self.sketched: Sketch | None = None
         self.control: ClosedLoop | None = None
+        # The window's budget per slice of a hybrid solver frame (None: whole frames, as record runs).
+        self.slice_ms: float | None = None
+        self._frame_start: state_io.Snapshot | None = None  # the state a frame in slices started from
 
     # ------------------------------------------------------------------------------------- stepping
     @property
@@ -99,19 +104,28 @@ class Session:
     def frame(self) -> int:
         return self.solver.frame
 
+    @property
+    def mid_frame(self) -> bool:
+        """A sliced solver frame is in progress (its slices run on the next ticks)."""
+        return getattr(self.stepper, "slice_progress", None) is not None
+
     def tick(self) -> FrameReport:
-        """Run scripted actions due now, then advance one frame. A blown-up frame is undone and reported."""
-        for action in [a for a in self.script if a.frame == self.frame]:
-            self.apply(action)
+        """Run scripted actions due now, then advance one frame (or one slice of a solver frame, see
+        slice_ms). A blown-up frame is undone to its start and reported."""
+        if not self.mid_frame:
+            for action in [a for a in self.script if a.frame == self.frame]:
+                self.apply(action)
+            if self.control is not None:
+                self.control.before_frame(self.solver)
+            self._frame_start = state_io.snapshot(self.solver)
         self.solver.set_brushes([b.brush for b in self._brushes])
-        if self.control is not None:
-            self.control.before_frame(self.solver)
-        start_state = state_io.snapshot(self.solver)
+        if hasattr(self.stepper, "slice_ms"):
+            self.stepper.slice_ms = self.slice_ms
         started = time.perf_counter()
         try:
             step = self.stepper.advance(self.solver)
         except NonFiniteError as e:
-            state_io.restore(self.solver, start_state)
+            state_io.restore(self.solver, self._frame_start)
             self.stepper.reset()
             report = FrameReport(
                 self.frame,
@@ -126,7 +140,7 @@ class Session:
         latency = (time.perf_counter() - started) * 1e3
         stats = step.stats
         self.fallback_rate = getattr(self.stepper, "fallback_rate", 0.0)
-        self._age_interactions()
+        self._age_interactions()  # per tick, slices included: a held brush acts for the ticks it is held
         report = FrameReport(
             frame=self.frame,
             sim_time=self.solver.time,
@@ -135,12 +149,19 @@ class Session:
             weights=step.weights,
             split_ms=step.split_ms,
             particles=self.solver.n,
-            substeps=stats.substeps,
-            clamps=stats.velocity_clamps + stats.position_clamps + stats.deformation_clamps,
-            messages=stats.messages,
+            substeps=stats.substeps if stats else 0,
+            clamps=(stats.velocity_clamps + stats.position_clamps + stats.deformation_clamps) if stats else 0,
+            messages=stats.messages if stats else [],
+            partial=step.partial,
+            reason=step.reason,
         )
         self.last_report = report
         return report
+
+    def settle(self) -> None:
+        """Finish a sliced solver frame now, so what follows starts from a frame boundary."""
+        if self.mid_frame:
+            self.stepper.finish(self.solver)
 
     def _age_interactions(self) -> None:
         for timed in self._brushes:
@@ -161,6 +182,7 @@ class Session:
         """Switch stepper; the particle state is shared, so a switch costs nothing. Weights that are missing,
         corrupt or do not fit leave the session numerical, and the returned message says why."""
         stepper, message = make_stepper(mode, self.scene, self.model)
+        self.settle()
         self.stepper = stepper
         self.mode = stepper.name
         self.mode_message = message
@@ -187,6 +209,7 @@ class Session:
         """About `multiplier` times the scene's substeps per frame: the CFL number (or a fixed dt) is
         divided by it. Below 1 is faster and less accurate; the CFL number never exceeds 1."""
         multiplier = float(multiplier)
+        self.settle()
         if not (math.isfinite(multiplier) and self.scene.cfl <= multiplier <= 16.0):
             raise ValueError(f"quality must be between {self.scene.cfl:g} and 16, got {multiplier}")
         substeps = round(self.solver.substeps * multiplier / self.quality)
@@ -365,6 +388,7 @@ class Session:
 
     # ----------------------------------------------------------------------------------- state I/O
     def save(self, path: str | Path) -> Path:
+        self.settle()
         return state_io.save(self.solver, path, extra={"scene": self.scene.name})
 
     def load(self, path: str | Path) -> None:

@@ -173,6 +173,8 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
     if not bodies:  # always at least one body: a plain block in the lower left
         lo, hi = [0.02, 0.0, 0.02][:dim], [0.25, 0.3, 0.25][:dim]
         bodies.append({"material": materials[0], "shape": "box", "min": lo, "max": hi})
+        # without the obstacles that would bury it (a ramp or box drawn over the lower left)
+        obstacles = [o for o in obstacles if not _inside_any(np.mean([lo, hi], axis=0), [o])]
     return _scene(family, bodies, obstacles, grid)
 
 

@@ -8,6 +8,7 @@ velocities of M sub-intervals, particles are advected through them by the solver
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class StepReport:
     stats: StepStats | None = None
     reason: str = ""
     handover: GuardScores | None = None  # a fallback's solver frame, as the guard scored it
+    partial: bool = False  # a slice of a solver frame: the frame has not ended (HybridStepper.slice_ms)
 
 
 class NumericalStepper:
@@ -159,7 +161,13 @@ class HybridStepper:
     solver frame doubles the solver frames that follow the next fallback (1, 2, 4, up to `max_hysteresis`);
     `calm_frames` accepted learned frames in a row reset it. The first solver frame after a fallback is
     scored by the guard too (`handover` on its report): a handover that the solver answers with a jet or a
-    pressure spike shows there."""
+    pressure spike shows there.
+
+    With `slice_ms` set (the window), a solver frame (fallback, audit, hysteresis) runs in slices of about
+    that much work, one per `advance()` call, which returns `partial` reports until the frame ends: the
+    window keeps drawing the solver's state between slices instead of freezing for the whole frame. The
+    physics is that of an unsliced frame; the cost is that simulated time runs slower than real time while
+    the solver works."""
 
     name = "hybrid"
 
@@ -180,6 +188,9 @@ class HybridStepper:
         self._hysteresis = 0
         self._calm = 0
         self._after_solver = False
+        self.slice_ms: float | None = None  # the window's budget per slice of a solver frame
+        self.slice_progress: tuple[int, int] | None = None  # (substeps done, of) while a frame is sliced
+        self._job: Generator[None, None, StepReport] | None = None  # the frame in progress
         self.frames = 0
         self.fallbacks = 0
         self.refails = 0  # learned frames that failed right after a solver frame
@@ -195,18 +206,36 @@ class HybridStepper:
         self.audit.reset()
         self._numerical_left = self._hysteresis = self._calm = 0
         self._after_solver = False
+        self._job = self.slice_progress = None  # a sliced frame in progress is dropped with the state
 
-    def _solver_frame(self, solver: MPMSolver) -> StepReport:
-        """A solver frame, scored by the guard (it may not be rejected: the solver is the truth)."""
+    def _solver_frame(self, solver: MPMSolver) -> Generator[None, None, StepReport]:
+        """A solver frame, scored by the guard (it may not be rejected: the solver is the truth).
+
+        With `slice_ms` set it yields whenever that much substep work is done, so the caller can draw
+        and handle input between slices; the substeps and their dt are those of an unsliced frame, so the
+        result is the same."""
         before = self.guard.measure_before(solver)
-        report = self.numerical.advance(solver)
+        dt, substeps = solver.begin_frame()
+        spent, mark = 0.0, time.perf_counter()
+        for i in range(substeps):
+            solver.substep(dt)
+            done = i + 1
+            if self.slice_ms and done < substeps and (time.perf_counter() - mark) * 1e3 >= self.slice_ms:
+                spent += time.perf_counter() - mark
+                self.slice_progress = (done, substeps)
+                yield
+                mark = time.perf_counter()
+        stats = solver.finish_frame(substeps)
+        self.slice_progress = None
+        ms = (spent + time.perf_counter() - mark) * 1e3
+        report = StepReport("numerical", ms, {"solver": ms}, stats=stats)
         report.guard = self.guard.check(solver, before, report.stats)
         self.guard.observe(solver)
         self.neural.reset()
         self._after_solver = True
         return report
 
-    def _audited_frame(self, solver: MPMSolver) -> StepReport:
+    def _audited_frame(self, solver: MPMSolver) -> Generator[None, None, StepReport]:
         """A learned frame and the solver's from the same start; the solver's is kept, and their
         disagreement decides whether learned frames are trusted (see Audit)."""
         start = time.perf_counter()
@@ -217,7 +246,9 @@ class HybridStepper:
         except NonFiniteError:
             learned = None
         state_io.restore(solver, snapshot)
-        report = self._solver_frame(solver)
+        learned_ms = (time.perf_counter() - start) * 1e3
+        report = yield from self._solver_frame(solver)
+        compared = time.perf_counter()
         state, h = solver.particles(), self.neural.spec.h
         change = disagreement(solver, snapshot.particles, state, h)
         if learned is None or not np.isfinite(learned["x"]).all():
@@ -230,21 +261,53 @@ class HybridStepper:
         report.reason = (
             f"audit: learned frame off by {error:.3g}, {verdict} {self.audit.tolerance(change):.3g}"
         )
-        report.latency_ms = (time.perf_counter() - start) * 1e3
+        report.latency_ms += learned_ms + (time.perf_counter() - compared) * 1e3
         return report
 
     def advance(self, solver: MPMSolver) -> StepReport:
-        self.frames += 1
+        """The next frame, or with `slice_ms` set, the next slice of a solver frame (`partial`)."""
+        if self._job is None:
+            self.frames += 1
+            self._job = self._frame(solver)
+        started = time.perf_counter()
+        try:
+            next(self._job)
+        except StopIteration as finished:
+            self._job = None
+            return finished.value
+        except BaseException:
+            self._job = self.slice_progress = None
+            raise
+        done, substeps = self.slice_progress
+        return StepReport(
+            "solver",
+            (time.perf_counter() - started) * 1e3,
+            weights=self.weights,
+            reason=f"solver frame in slices: {done}/{substeps} substeps",
+            partial=True,
+        )
+
+    def finish(self, solver: MPMSolver) -> StepReport | None:
+        """Run the rest of a sliced solver frame now (before a save, a mode or quality change)."""
+        if self._job is None:
+            return None
+        budget, self.slice_ms = self.slice_ms, None
+        try:
+            return self.advance(solver)
+        finally:
+            self.slice_ms = budget
+
+    def _frame(self, solver: MPMSolver) -> Generator[None, None, StepReport]:
         if self.audit.tick(solver):
-            return self._audited_frame(solver)
+            return (yield from self._audited_frame(solver))
         if not self.audit.trusted:
-            report = self._solver_frame(solver)
+            report = yield from self._solver_frame(solver)
             report.path, report.weights = "numerical", self.weights
             report.reason = f"the last audit found the learned frames off by {self.audit.last_error:.3g}"
             return report
         if self._numerical_left > 0:
             self._numerical_left -= 1
-            report = self._solver_frame(solver)
+            report = yield from self._solver_frame(solver)
             report.path, report.weights, report.reason = (
                 "numerical",
                 self.weights,
@@ -276,14 +339,14 @@ class HybridStepper:
         self._numerical_left = self._hysteresis
         self._calm = 0
         state_io.restore(solver, snapshot)
-        fallback = self._solver_frame(solver)
+        wasted = (time.perf_counter() - start) * 1e3
+        fallback = yield from self._solver_frame(solver)
         if not fallback.guard.ok:
             self.handover_failures += 1
-        latency = (time.perf_counter() - start) * 1e3
         return StepReport(
             "fallback",
-            latency,
-            {**fallback.split_ms, "wasted": latency - fallback.latency_ms},
+            wasted + fallback.latency_ms,
+            {**fallback.split_ms, "wasted": wasted},
             guard=scores,
             weights=self.weights,
             stats=fallback.stats,

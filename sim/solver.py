@@ -484,19 +484,25 @@ class MPMSolver:
 
         With sub_intervals > 1, the positions at the end of each of that many equal parts of the frame
         are returned in `stats.positions` (training data for the learned stepper)."""
-        dt, k = self.dt, self.substeps
+        dt, k = self.begin_frame()
         marks = (
             {round(k * (m + 1) / sub_intervals) for m in range(sub_intervals)} if sub_intervals > 1 else set()
         )
         positions = []
-        self.counters.fill(0)
         for i in range(k):
             self.substep(dt)
             if i + 1 in marks:
                 positions.append(self.positions())
-        return self._finish_frame(k, positions)
+        return self.finish_frame(k, positions)
 
-    def _finish_frame(self, substeps: int, positions: list | None = None) -> StepStats:
+    def begin_frame(self) -> tuple[float, int]:
+        """Start a frame: its dt and substep count. A caller that spreads a frame over several calls
+        (the window's sliced solver frames) runs `substep(dt)` that many times, then `finish_frame`."""
+        self.counters.fill(0)
+        return self.dt, self.substeps
+
+    def finish_frame(self, substeps: int, positions: list | None = None) -> StepStats:
+        """End a frame begun by `begin_frame`: count it, check it, run the emitters."""
         self.frame += 1
         counts = self.counters.to_numpy()
         if counts[3] > 0:
@@ -546,7 +552,7 @@ class MPMSolver:
         for m in range(velocities.shape[0]):
             self._advect(velocities, m, sub_dt if m < steps else 0.0, 1.0 / h, float(pad), 1)
         self.time += self.config.frame_dt
-        return self._finish_frame(0)
+        return self.finish_frame(0)
 
     def grid_transfer(self, h: float, pad: int, shape: tuple[int, ...]) -> np.ndarray:
         """Particles to a grid of spacing `h` (node i at (i - pad) * h) with quadratic B-splines:

@@ -405,7 +405,7 @@ def test_input_is_handled_between_slow_frames(qapp):
 
         def tick(self):
             time.sleep(0.15)
-            return type("R", (), {"error": None, "frame": 0})()
+            return type("R", (), {"error": None, "frame": 0, "sim_time": 0.0, "partial": False})()
 
     slow = Slow()
     loop = SimLoop(lambda: slow, lambda: None)

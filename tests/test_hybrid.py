@@ -192,3 +192,28 @@ def test_an_audit_catches_learned_frames_the_physics_checks_pass(dam_break):
     assert "over" in reports[3].reason and not hybrid.audit.trusted
     assert all(p != "neural" for p in paths[4:]), paths  # distrusted: the solver runs until re-audited
     solver.close()
+
+
+@needs_water2d
+def test_a_sliced_solver_frame_is_the_whole_frame_in_parts(dam_break):
+    """The window's sliced solver frames (slice_ms): partial reports until the frame ends, then the same
+    state as one unsliced solver frame from the same start, and the frame counted once."""
+    results = []
+    for slice_ms in (None, 1e-3):
+        stepper, _ = make_stepper("hybrid", dam_break)
+        assert isinstance(stepper, HybridStepper)
+        stepper.audit.tick = lambda solver: False  # noqa: ARG005 (no audit: one plain solver frame)
+        stepper._numerical_left = 1  # the next frame runs on the solver (as after a fallback)
+        stepper.slice_ms = slice_ms
+        solver = build_solver(dam_break)
+        reports = [stepper.advance(solver)]
+        while reports[-1].partial:
+            assert solver.frame == 0 and stepper.slice_progress is not None
+            reports.append(stepper.advance(solver))
+        assert solver.frame == 1 and stepper.frames == 1 and reports[-1].path == "numerical"
+        results.append((len(reports), solver.particles()))
+        solver.close()
+    (whole, a), (sliced, b) = results
+    assert whole == 1 and sliced > 10
+    for key in ("x", "v", "J"):
+        np.testing.assert_array_equal(a[key], b[key])

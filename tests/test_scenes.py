@@ -136,3 +136,16 @@ def test_missing_file_and_unknown_builtin_are_scene_errors(tmp_path):
 def test_overrides_replace_scene_keys():
     scene = load_scene("dam_break", {"grid": 32})
     assert scene.grid == 32
+
+
+def test_every_ramps_family_draw_is_a_valid_scene():
+    """A draw that placed no body falls back to a block in the lower left; it once lay inside a random
+    ramp (water_ramps2d, datagen seed 3, trajectory 9: 'body lies inside obstacle[1]')."""
+    import numpy as np
+
+    from neural.families import random_scene
+    from sim.scene import parse_scene
+
+    for family in ("water_ramps2d", "sand_ramps2d"):
+        for index in range(60):
+            parse_scene(random_scene(family, np.random.default_rng([3, index])), family)

@@ -104,10 +104,12 @@ def _pacing(scene: str, frames: int) -> dict:
 
     def ticked(report) -> None:
         stamps.append(time.perf_counter())
-        paths.append(report.path)
+        if not report.partial:  # slices of a solver frame are displayed frames, not simulated ones
+            paths.append(report.path)
         interact(window.session, len(stamps), frames)
 
     window.loop.ticked.connect(ticked)
+    sim_start = session.solver.time
     started = time.perf_counter()
     window.play()
     loop = QEventLoop()
@@ -125,6 +127,8 @@ def _pacing(scene: str, frames: int) -> dict:
         "max": float(frame_ms.max()),
         "stalls_per_min": float((frame_ms > STALL_MS).sum()) / (wall / 60.0),
         "learned_share": learned_share(paths),
+        # simulated seconds per wall second: below 1 the fluid moves slower than real time
+        "sim_speed": (session.solver.time - sim_start) / wall,
         "particles": session.solver.n,
     }
     window.close()
@@ -147,6 +151,7 @@ def pacing_records(quick: bool = False) -> list[dict]:
                 f"{name}.stalls_per_min", run["stalls_per_min"], "1/min", note=f"frames over {STALL_MS:g} ms"
             ),
             record(f"{name}.learned_share", run["learned_share"], ""),
+            record(f"{name}.sim_speed", run["sim_speed"], "", note="simulated seconds per wall second"),
         ]
     return records
 

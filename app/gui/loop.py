@@ -32,6 +32,7 @@ class SimLoop(QObject):
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._on_timer)
         self._ends: deque[float] = deque(maxlen=240)
+        self._sim_times: deque[float] = deque(maxlen=240)  # the simulated time at each tick's end
         self.ticks = 0
         self.tick_seconds = 0.0  # wall time spent inside Session.tick, summed (the bench's denominator)
 
@@ -52,9 +53,12 @@ class SimLoop(QObject):
         self.pause() if self.playing else self.play()
 
     def step(self) -> FrameReport | None:
-        """One frame now, paused afterwards."""
+        """One simulated frame now (all its slices, when a solver frame runs in slices), paused afterwards."""
         self.pause()
-        return self._tick()
+        report = self._tick()
+        while report is not None and report.partial and not report.error:
+            report = self._tick()
+        return report
 
     # ----------------------------------------------------------------------------------- running
     def _on_timer(self) -> None:
@@ -82,6 +86,7 @@ class SimLoop(QObject):
             self.failed.emit(f"simulation stopped: {e}")
             return None
         self._ends.append(time.perf_counter())
+        self._sim_times.append(report.sim_time)
         self.tick_seconds += self._ends[-1] - started
         self.ticks += 1
         if report.error:
@@ -100,5 +105,16 @@ class SimLoop(QObject):
             recent = ends[-2:]
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
 
+    def sim_speed(self, window_s: float = 2.0) -> float:
+        """Simulated seconds per wall second over about the last `window_s` seconds (1: real time; less
+        while frames are slower than frame_dt, or a solver frame runs in slices)."""
+        ends, times = list(self._ends), list(self._sim_times)
+        if len(ends) < 2 or time.perf_counter() - ends[-1] > 1.0:
+            return 0.0
+        first = next(i for i, t in enumerate(ends) if t >= ends[-1] - window_s)
+        first = min(first, len(ends) - 2)
+        return max(times[-1] - times[first], 0.0) / max(ends[-1] - ends[first], 1e-9)
+
     def reset_stats(self) -> None:
         self._ends.clear()
+        self._sim_times.clear()

@@ -12,6 +12,11 @@ from sim.scene import MAX_PARTICLES, builtin_scenes, load_scene
 
 GUI_HEADROOM = 65536  # particles the user can pour beyond the scene's own
 
+# A hybrid solver frame (a fallback, an audit) runs in slices of about this much work, one per displayed
+# frame: a slice plus the render stays near 33 ms (30 fps) where a whole solver frame would freeze the
+# viewport for 150-400 ms.
+SOLVER_SLICE_MS = 20.0
+
 
 def scene_label(source: str | Path) -> str:
     """What the scene picker and the status bar call a scene: its built-in name or its file name."""
@@ -33,6 +38,7 @@ def open_session(source: str | Path, overrides: dict | None = None, warm_up: boo
     # Hybrid where shipped weights fit (the mode message says why not elsewhere); the viewport never
     # waits for a sketch's plan.
     session = Session(scene, mode="auto", plan_async=True)
+    session.slice_ms = SOLVER_SLICE_MS
     if warm_up:
         try:
             session.tick()

@@ -145,6 +145,7 @@ class MainWindow(QMainWindow):
         s, r = self.session, self.session.last_report
         parts = [
             f"{self.loop.fps():.1f} fps",
+            f"{self.loop.sim_speed():.2f}x real time",
             f"sim {r.latency_ms:.0f} ms" if r else "sim - ms",
             f"render {self.viewport.render_ms:.0f} ms",
             f"{s.solver.n} particles",
@@ -167,6 +168,9 @@ class MainWindow(QMainWindow):
             reason = s.mode_message.removeprefix("numerical").removeprefix(": ")
             return MODES["numerical"] + (f" ({reason})" if reason else "")
         path = f", {r.path}" if r and r.path != s.mode else ""
+        progress = getattr(s.stepper, "slice_progress", None)
+        if r and r.partial and progress:
+            path = f", solver frame {progress[0]}/{progress[1]} substeps"
         return f"{MODES.get(s.mode, s.mode)} ({s.stepper.weights}{path})"
 
     @guarded
@@ -190,7 +194,7 @@ class MainWindow(QMainWindow):
         if not self.panel.mode_buttons[self.session.mode].isChecked():  # the session changed its stepper
             self.panel.sync(self.session)
             self._notice(self.session.mode_message)
-        if self.recording is not None:
+        if self.recording is not None and not report.partial:
             self._capture_frame(self.viewport.grab_rgb())  # every simulation frame reaches the video
         for message in report.messages:
             self._notice(message)
