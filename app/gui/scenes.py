@@ -13,8 +13,8 @@ from sim.scene import MAX_PARTICLES, builtin_scenes, load_scene
 GUI_HEADROOM = 65536  # particles the user can pour beyond the scene's own
 
 # A hybrid solver frame (a fallback, an audit) runs in slices of about this much work, one per displayed
-# frame: a slice plus the render stays near 33 ms (30 fps) where a whole solver frame would freeze the
-# viewport for 150-400 ms.
+# frame: a slice plus the render aims at about 33 ms (30 fps; not yet measured by bench gui) where a whole
+# solver frame froze the viewport for 150-400 ms (a probe on dam_break, loaded machine).
 SOLVER_SLICE_MS = 20.0
 
 
