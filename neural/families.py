@@ -2,10 +2,10 @@
 
 Every family lives in one 1 m square (2D) or cube (3D) domain, so one solver serves a whole dataset without
 recompiling; a random right wall, as an obstacle, varies where the fluid meets a wall. The learned grid of
-the 2D families has 1/64 m cells, that of the 3D ones 1/32 m. water2d is simulated at the app's resolution
-(1/128 m, 4 particles per cell: the cell of water_ramps, close to dam_break's 1/219 m), so the model learns
-the fine solver's outcomes on its coarse grid; the other families are simulated on their learned grid
-(4 particles per cell in 2D, 8 in 3D, so a 3D frame stays affordable on a CPU).
+the 2D families has 1/64 m cells, that of the 3D ones 1/32 m. The 2D families are simulated at the app's
+resolution (1/128 m, 4 particles per cell: the cell of water_ramps and sand_ramps, close to dam_break's
+1/219 m), so the model learns the fine solver's outcomes on its coarse grid; the 3D families are simulated on
+their learned grid (8 particles per cell, so a 3D frame stays affordable on a CPU).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ MODEL_GRID = 64  # the 2D families' learned grid: 1/64 m cells
 MODEL_GRID_3D = 32  # the 3D families': 1/32 m cells
 FAMILY_MODEL_H = {f: DOMAIN / (MODEL_GRID if d == 2 else MODEL_GRID_3D) for f, d in FAMILY_DIM.items()}
 # Cells along the domain of each family's reference MPM (the data's resolution).
-FAMILY_SOLVER_GRID = {f: round(DOMAIN / h) for f, h in FAMILY_MODEL_H.items()} | {"water2d": 128}
+FAMILY_SOLVER_GRID = {f: 128 if d == 2 else MODEL_GRID_3D for f, d in FAMILY_DIM.items()}
 COLUMN_PROBABILITY = {"water2d": 0.4}  # a resting column against a wall: the dam breaks of the app
 # The controllers' data keeps the scenes they were trained on: the family's model grid, no resting
 # columns (the stepper data's finer grid and columns came later; they would change the controllers' inputs).
