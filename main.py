@@ -375,11 +375,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from control.bench import control_records as suite
     elif args.suite == "control3d":
         from control.bench import control3d_records as suite
+    elif args.suite == "reliability":
+        from app.reliability import reliability_records as suite
     else:
         from sim.bench import sim_records as suite
     arch = init_taichi(args.arch)
     run_benchmarks(suite, args.json, arch=arch, quick=args.quick)
     return 0
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from app.fuzz import print_report, run_fuzz
+
+    if args.cases < 1 or args.workers < 1 or args.first < 0:
+        raise UserError("--cases and --workers must be at least 1, --first at least 0")
+    report = run_fuzz(args.cases, args.seed, args.out, args.first, args.workers, args.arch)
+    print_report(report, args.out)
+    return 1 if report.failures else 0
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from app.soak import soak
+    from sim.arch import init_taichi
+
+    if args.frames < 2:
+        raise UserError("--frames must be at least 2")
+    init_taichi(args.arch)
+    r = soak(args.scene, args.frames, args.mode, args.model)
+    print(
+        f"soak {r.scene} ({r.mode}): {r.frames} frames after a warm-up cycle, learned share "
+        f"{r.learned_share:.0%}; resident memory {r.rss_after_warmup / 2**20:.0f} -> "
+        f"{r.rss_end / 2**20:.0f} MB "
+        f"(growth {r.rss_growth_mb:+.1f} MB, peak {r.rss_peak / 2**20:.0f} MB); the last {r.window} frames "
+        f"against the first: CPU time per frame x{r.slowdown_ratio:.3f}, wall x{r.wall_slowdown_ratio:.3f}"
+    )
+    return EXIT_INTERRUPTED if r.interrupted else 0
 
 
 HEADLESS_FRAMES = 180
@@ -583,12 +613,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser(
+        "fuzz",
+        help="random scenes and interaction scripts, a few frames each: crashes, tracebacks, lost particles",
+    )
+    p.add_argument("--cases", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--first", type=int, default=0, help="index of the first case (replay one: --first I --cases 1)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="worker processes (one case each at a time)")
+    p.add_argument("--out", type=Path, default=Path("fuzz_out"), help="where failing cases are written")
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="cpu")
+    p.set_defaults(func=cmd_fuzz)
+
+    p = sub.add_parser("soak", help="a long run with a repeating interaction: memory growth and slowdown")
+    p.add_argument("--frames", type=int, default=10_000)
+    p.add_argument("--scene", default="dam_break", help="built-in scene name or .toml path")
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    _add_mode_options(p)
+    p.set_defaults(func=cmd_soak)
+
     p = sub.add_parser("bench", help="measure speed; prints a table and writes JSON records")
     p.add_argument(
         "suite",
         nargs="?",
         default="sim",
-        choices=["sim", "render", "neural", "neural3d", "gui", "control", "control3d"],
+        choices=["sim", "render", "neural", "neural3d", "gui", "control", "control3d", "reliability"],
         help="which suite to run (neural and control include their 3D halves, neural3d and control3d)",
     )
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the records")

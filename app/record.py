@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import os
 import signal
+import struct
 import sys
 import threading
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,29 @@ def output_kind(out: Path) -> str:
     return "png"
 
 
+def _mp4_complete(path: Path) -> bool:
+    """Whether an mp4 was finished: its top-level boxes tile the file and the index (moov) is there.
+    imageio does not report ffmpeg's exit status, so without this a video cut short by a full disk would
+    replace a good one."""
+    size, pos, kinds = path.stat().st_size, 0, set()
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            header = f.read(16)
+            if len(header) < 8:
+                return False
+            length, kind = struct.unpack(">I4s", header[:8])
+            if length == 1 and len(header) == 16:  # a 64-bit size follows
+                length = struct.unpack(">Q", header[8:])[0]
+            elif length == 0:  # the box runs to the end of the file
+                length = size - pos
+            if length < 8:
+                return False
+            kinds.add(kind)
+            pos += length
+    return pos == size and {b"mdat", b"moov"} <= kinds
+
+
 class FrameSink:
     """Writes frames; close() always leaves a valid file, with however many frames arrived."""
 
@@ -111,13 +135,20 @@ class FrameSink:
         self.count += 1
 
     def close(self) -> None:
+        """Finish the file. Raises OSError, leaving `out` as it was, when the video could not be finished."""
         if self.kind == "mp4" and self._writer is not None:
-            self._writer.close()
+            with suppress(OSError):  # ffmpeg is gone (a full disk, ...): the check below tells
+                self._writer.close()
             self._writer = None
-            if self.count:
+            if self.count and _mp4_complete(self._tmp):
                 self._commit.close()
-            else:  # nothing recorded: drop the empty file rather than replace anything
+            else:  # nothing recorded, or not a whole video: drop the file rather than replace anything
                 self._commit.__exit__(RuntimeError, RuntimeError("no frames"), None)
+                if self.count:
+                    raise OSError(
+                        f"{self.out}: the video could not be finished after {self.count} frames "
+                        f"(is the disk full?); {self.out} was left as it was"
+                    )
         elif self.kind == "gif" and self._gif_frames:
             first, *rest = self._gif_frames
             with atomic_path(self.out, ".gif") as tmp:
@@ -218,17 +249,22 @@ def record(
         raise
     sink = FrameSink(out, kind, fps)
     result = RecordResult(0, out)
-    # Ctrl-C sets a flag that the loop reads between frames: a KeyboardInterrupt raised inside a Taichi
-    # kernel or the encoder could leave either unable to close.
+    # Ctrl-C and SIGTERM set a flag that the loop reads between frames: a KeyboardInterrupt raised inside a
+    # Taichi kernel or the encoder could leave either unable to close, and SIGTERM's default action would
+    # end the process without finishing the file.
     interrupted = threading.Event()
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+        previous = {
+            s: signal.signal(s, lambda *_: interrupted.set()) for s in (signal.SIGINT, signal.SIGTERM)
+        }
     try:
         for _ in tqdm(range(frames), desc=f"record {session.scene.name}", unit="frame", disable=not progress):
             if interrupted.is_set():
                 break
             report = session.tick()
+            for message in report.messages:  # refused actions, a full solver
+                print(f"[sluice] {message}", file=sys.stderr)
             result.paths.append(report.path)
             result.sim_ms.append(report.latency_ms)
             if report.error:
@@ -238,11 +274,11 @@ def record(
     except KeyboardInterrupt:
         interrupted.set()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         result.interrupted = interrupted.is_set()
-        sink.close()
         recorder.close()
         session.close()
+        sink.close()  # last: it raises when the file could not be finished
     result.frames = sink.count
     return result

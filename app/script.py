@@ -3,7 +3,7 @@
 [[action]]
 frame = 30            # the tick before which the action happens (0 = before the first frame)
 type = "brush"        # brush | pour | stop_pour | erase | obstacle | remove_obstacle | reset | sketch
-                      # | clear_sketch
+                      # | clear_sketch | mode | quality | gravity | save | load
 ...                   # the keys of that type (see ACTION_KEYS and the README)
 """
 
@@ -25,7 +25,13 @@ ACTION_KEYS: dict[str, set[str]] = {
     "reset": set(),
     "sketch": {"strokes", "window"},
     "clear_sketch": set(),
+    "mode": {"mode"},
+    "quality": {"multiplier"},
+    "gravity": {"value"},
+    "save": {"path"},
+    "load": {"path"},
 }
+MODES = ("auto", "numerical", "neural", "hybrid")
 BRUSH_MODES = ("push", "attract", "repel")
 
 
@@ -114,4 +120,16 @@ def _parse_action(source: str, where: str, table: Any, dim: int) -> Action:
                 f"must be a list of strokes, each a list of {'[x, y]' if dim == 2 else '[x, y, z]'} points",
             )
         args = {"strokes": strokes, "window": r.integer("window", 40, minimum=1)}
+    elif kind == "mode":
+        args = {"mode": r.choice("mode", {m: m for m in MODES})}
+    elif kind == "quality":
+        args = {"multiplier": r.number("multiplier")}
+    elif kind == "gravity":
+        value = table.get("value")
+        args = {"value": r.vector("value", dim) if isinstance(value, list) else r.number("value")}
+    elif kind in ("save", "load"):
+        # relative to the script's folder, so a script and its states travel together
+        if not r.string("path", ""):
+            r.fail("path", "missing")
+        args = {"path": Path(source).parent / r.string("path", "")}
     return Action(frame, kind, args)

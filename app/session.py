@@ -20,15 +20,18 @@ from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
 from neural.stepper import NumericalStepper
 from sim import state as state_io
-from sim.budget import REFUSE_FRAME_SECONDS, frame_seconds
+from sim.budget import MAX_SPEED, REFUSE_FRAME_SECONDS, frame_seconds
 from sim.build import build_solver
 from sim.colliders import Collider
 from sim.emitters import Emitter
 from sim.materials import MATERIAL_NAMES, resolve
 from sim.scene import Scene, load_scene, parse_obstacle
-from sim.solver import Brush, NonFiniteError
+from sim.solver import Brush, CapacityError, NonFiniteError
 
 PARTICLE_RADIUS_SCALE = 0.75  # drawn radius over particle spacing: a little overlap reads as a continuum
+# What a verb raises for input it refuses (a message for the user, the state unchanged): a scripted action
+# that raises one of these is skipped with its message, as the window shows it in the status bar.
+REFUSED_ACTION_ERRORS = (ValueError, OSError, IndexError, CapacityError)
 
 
 @dataclass
@@ -48,6 +51,22 @@ class FrameReport:
     split_ms: dict[str, float] = field(default_factory=dict)
     partial: bool = False  # a slice of a solver frame (slice_ms): the frame has not ended yet
     reason: str = ""  # why the stepper took this path (a fallback's guard scores, an audit's verdict)
+    emitted: int = 0  # particles the emitters added at the frame's end
+
+
+@dataclass
+class ParticleLedger:
+    """Where the live particles came from since the last start (the scene's seeding, a reset or a loaded
+    state): every change of the count goes through a verb or an emitter, so `expected` must equal the
+    solver's count (the fuzzer checks it after every frame)."""
+
+    base: int
+    emitted: int = 0
+    erased: int = 0
+
+    @property
+    def expected(self) -> int:
+        return self.base + self.emitted - self.erased
 
 
 @dataclass
@@ -74,6 +93,7 @@ class Session:
         self.scene = scene if isinstance(scene, Scene) else load_scene(scene, overrides)
         self.solver = build_solver(self.scene)
         self._initial = state_io.snapshot(self.solver)
+        self.ledger = ParticleLedger(self.solver.n)
         self.model = model  # --model override; None lets the stepper choose weights that fit the scene
         self.mode = "numerical"
         self.stepper = NumericalStepper()
@@ -112,9 +132,13 @@ class Session:
     def tick(self) -> FrameReport:
         """Run scripted actions due now, then advance one frame (or one slice of a solver frame, see
         slice_ms). A blown-up frame is undone to its start and reported."""
+        refused = []
         if not self.mid_frame:
             for action in [a for a in self.script if a.frame == self.frame]:
-                self.apply(action)
+                try:
+                    self.apply(action)
+                except REFUSED_ACTION_ERRORS as e:
+                    refused.append(f"frame {self.frame}: {action.kind} refused: {e}")
             if self.control is not None:
                 self.control.before_frame(self.solver)
             self._frame_start = state_io.snapshot(self.solver)
@@ -133,6 +157,7 @@ class Session:
                 (time.perf_counter() - started) * 1e3,
                 self.mode,
                 self.solver.n,
+                messages=refused,
                 error=str(e),
             )
             self.last_report = report
@@ -140,6 +165,7 @@ class Session:
         latency = (time.perf_counter() - started) * 1e3
         stats = step.stats
         self.fallback_rate = getattr(self.stepper, "fallback_rate", 0.0)
+        self.ledger.emitted += stats.emitted if stats else 0
         self._age_interactions()  # per tick, slices included: a held brush acts for the ticks it is held
         report = FrameReport(
             frame=self.frame,
@@ -151,9 +177,10 @@ class Session:
             particles=self.solver.n,
             substeps=stats.substeps if stats else 0,
             clamps=(stats.velocity_clamps + stats.position_clamps + stats.deformation_clamps) if stats else 0,
-            messages=stats.messages if stats else [],
+            messages=refused + (stats.messages if stats else []),
             partial=step.partial,
             reason=step.reason,
+            emitted=stats.emitted if stats else 0,
         )
         self.last_report = report
         return report
@@ -258,6 +285,16 @@ class Session:
         """Start (or move) an emitter; it runs until stop_pour(name) or for `frames` ticks."""
         if material not in MATERIAL_NAMES:
             raise ValueError(f"unknown material {material!r}")
+        velocity = np.asarray(velocity, float)
+        speed = float(np.linalg.norm(velocity))
+        if velocity.shape != (self.dim,) or not speed <= MAX_SPEED:
+            raise ValueError(
+                f"a pour's velocity must be {self.dim} numbers, at most {MAX_SPEED:g} m/s in all"
+            )
+        if not (math.isfinite(radius) and 0 < radius <= 0.5 * min(self.scene.size)):
+            raise ValueError(f"a pour's radius must be positive and at most half the domain, got {radius}")
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"a pour's rate must be a number of particles per second >= 0, got {rate}")
         water_c = self.scene.sound_speed or self.solver.config.water_sound_speed
         slot = self.solver.add_material(resolve(MATERIAL_NAMES[material], {}, water_c))
         self.stop_pour(name)
@@ -271,7 +308,7 @@ class Session:
             slot,
             center,
             float(radius),
-            np.asarray(velocity, float),
+            velocity,
             float(rate),
             rng=np.random.default_rng([self.scene.seed, self.frame]),
         )
@@ -286,7 +323,9 @@ class Session:
                 self.solver.emitters.remove(emitter)
 
     def erase(self, center, radius: float) -> int:
-        return self.solver.remove_in_sphere(center, radius)
+        removed = self.solver.remove_in_sphere(center, radius)
+        self.ledger.erased += removed
+        return removed
 
     def add_obstacle(self, description: dict) -> int:
         """Add an obstacle from a scene-format description; the solver pushes particles out of it."""
@@ -354,6 +393,7 @@ class Session:
         self._pours.clear()
         state_io.restore(self.solver, self._initial)
         self.stepper.reset()
+        self.ledger = ParticleLedger(self.solver.n)
 
     def apply(self, action: Action) -> None:
         a = action.args
@@ -385,6 +425,16 @@ class Session:
                 print(f"[sluice] frame {self.frame}: {message}")
         elif action.kind == "clear_sketch":
             self.clear_sketch()
+        elif action.kind == "mode":
+            print(f"[sluice] frame {self.frame}: {self.set_mode(a['mode'])}")
+        elif action.kind == "quality":
+            self.set_quality(a["multiplier"])
+        elif action.kind == "gravity":
+            self.set_gravity(a["value"])
+        elif action.kind == "save":
+            self.save(a["path"])
+        elif action.kind == "load":
+            self.load(a["path"])
 
     # ----------------------------------------------------------------------------------- state I/O
     def save(self, path: str | Path) -> Path:
@@ -395,6 +445,7 @@ class Session:
         state_io.load(self.solver, path)
         self.clear_sketch()
         self.stepper.reset()
+        self.ledger = ParticleLedger(self.solver.n)
 
     def close(self) -> None:
         self.clear_sketch()

@@ -21,7 +21,7 @@ from control.forcefield import ForceField
 from control.model import ControlSpec, ForceDiffusion, load_control
 from control.sketch import Sketch
 from neural.catalog import scene_materials
-from neural.model import WeightsError
+from neural.model import WeightsError, spec_problem
 
 DEFAULT_WINDOW = 40  # frames
 REPLAN_EVERY = 8  # frames between closed-loop plans
@@ -84,6 +84,8 @@ def choose_controller(scene, model: str | None = None, folder: Path | None = Non
         try:
             spec = ControlSpec(**json.loads(meta_path.read_text())["spec"])
         except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if spec_problem(spec):  # garbled metadata: as if not there
             continue
         if spec.dim != scene.dim:
             problems.append(f"{meta_path.stem}: {spec.dim}D")

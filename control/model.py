@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,8 @@ TIMESTEPS = 1000
 
 @dataclass
 class ControlSpec:
+    KIND: ClassVar[str] = "sketch controller"  # in messages about metadata of the wrong kind
+
     family: str
     dim: int
     keys: int

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neural.guard import Guard
-from neural.model import ModelSpec, WeightsError, load_weights
+from neural.model import ModelSpec, WeightsError, load_weights, spec_problem
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 
 MODES = ("numerical", "neural", "hybrid")
@@ -41,7 +41,7 @@ def catalog(folder: Path | None = None) -> dict[str, tuple[Path, ModelSpec]]:
             spec = ModelSpec(**json.loads(meta_path.read_text())["spec"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if weights.is_file():
+        if weights.is_file() and spec_problem(spec) is None:  # garbled metadata: as if not there
             out[meta_path.stem] = (weights, spec)
     return out
 

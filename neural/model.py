@@ -6,12 +6,15 @@ current velocity, with the normalisation scales stored beside the weights.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 from neural.grid import N_MATERIALS, n_channels
@@ -23,6 +26,8 @@ WEIGHTS_VERSION = 1
 @dataclass
 class ModelSpec:
     """Everything needed to rebuild the model and to decide which scenes it fits."""
+
+    KIND: ClassVar[str] = "learned stepper"  # in messages about metadata of the wrong kind
 
     family: str
     dim: int
@@ -140,7 +145,8 @@ def bf16_autocast(enabled: bool, device_type: str = "cpu"):
 
 
 def write_weights(module: nn.Module, spec, path: Path, metadata: dict) -> None:
-    """Weights as safetensors; the (dataclass) spec and provenance as JSON beside them (path with .json)."""
+    """Weights as safetensors; the (dataclass) spec, provenance and the file's SHA-256 as JSON beside them
+    (path with .json)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, ".safetensors") as tmp:
         save_file(
@@ -148,7 +154,8 @@ def write_weights(module: nn.Module, spec, path: Path, metadata: dict) -> None:
             str(tmp),
             metadata={"spec": json.dumps(asdict(spec))},
         )
-    meta = {**metadata, "spec": asdict(spec)}
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    meta = {**metadata, "spec": asdict(spec), "sha256": digest}
     with atomic_path(path.with_suffix(".json"), ".json") as tmp:
         tmp.write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -161,6 +168,30 @@ class WeightsError(ValueError):
     """Weights that cannot be used: missing, corrupt or mismatched. The message says why in one line."""
 
 
+_JSON_TYPES = {"str": (str,), "bool": (bool,), "int": (int,), "float": (int, float)}
+
+
+def spec_problem(spec) -> str | None:
+    """What is wrong with a spec read from JSON (a field of the wrong type; a number that is not finite,
+    or, outside lists like gravity, not positive), or None. Garbled values would otherwise fail deep inside
+    a frame."""
+    for f in fields(spec):
+        value, kind = getattr(spec, f.name), str(f.type)
+        inner = kind.removeprefix("list[").removesuffix("]") if kind.startswith("list[") else None
+        if (inner or kind) not in _JSON_TYPES:
+            continue
+        items = value if inner is not None and isinstance(value, list) else [value]
+        ok = (inner is None or isinstance(value, list)) and all(
+            isinstance(v, _JSON_TYPES[inner or kind]) and (kind == "bool" or not isinstance(v, bool))
+            for v in items
+        )
+        if ok and (inner or kind) in ("int", "float"):
+            ok = all(math.isfinite(v) and (kind == "list[float]" or v > 0) for v in items)
+        if not ok:
+            return f"{f.name} = {value!r} is not a valid {kind}"
+    return None
+
+
 def read_weights(path: Path, spec_type, version: int):
     """(spec, tensors) through safetensors only (nothing in the file is executed). Raises WeightsError."""
     path = Path(path)
@@ -169,15 +200,29 @@ def read_weights(path: Path, spec_type, version: int):
         raise WeightsError(f"{path}: weights file not found")
     try:
         meta = json.loads(meta_path.read_text())
-        spec = spec_type(**meta["spec"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
         raise WeightsError(f"{meta_path}: missing or unreadable metadata ({type(e).__name__}: {e})") from None
+    try:
+        spec = spec_type(**meta["spec"])
+    except (KeyError, TypeError) as e:  # e.g. a controller's metadata beside stepper weights
+        raise WeightsError(f"{meta_path}: not {spec_type.KIND} metadata ({type(e).__name__}: {e})") from None
+    problem = spec_problem(spec)
+    if problem:
+        raise WeightsError(f"{meta_path}: garbled metadata ({problem})")
     if spec.version != version:
         raise WeightsError(f"{path}: weights version {spec.version}, this sluice reads {version}")
+    data = path.read_bytes()
+    # safetensors checks the header, not the values: a digest (written beside weights since it existed)
+    # catches bytes changed in the middle, and the finiteness check NaN or infinite weights.
+    if "sha256" in meta and hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise WeightsError(f"{path}: corrupt weights file (its SHA-256 differs from {meta_path.name}'s)")
     try:
-        tensors = load_file(str(path))
+        tensors = load(data)
     except Exception as e:  # safetensors raises its own error types for truncated or corrupt files
         raise WeightsError(f"{path}: corrupt weights file ({e})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{path}: corrupt weights file (non-finite values in {name})")
     return spec, tensors
 
 

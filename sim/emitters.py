@@ -34,13 +34,14 @@ class Emitter:
         area = 2 * self.radius if dim == 2 else math.pi * self.radius**2
         return area * float(np.linalg.norm(self.velocity)) / particle_volume
 
-    def sample(self, t: float, frame_dt: float, particle_volume: float) -> np.ndarray:
-        """Positions to add this frame, spread along the jet over the distance it travels in a frame."""
+    def sample(self, t: float, frame_dt: float, particle_volume: float, limit: int) -> np.ndarray:
+        """Positions to add this frame, spread along the jet over the distance it travels in a frame; at
+        most `limit` (the solver's room), so an absurd rate never allocates more than the solver holds."""
         if not self.enabled or not (self.start <= t < self.stop):
             return np.zeros((0, self.center.size), np.float32)
         want = self.particles_per_second(particle_volume) * frame_dt + self.carry
-        count = int(want)
-        self.carry = want - count
+        count = int(min(want, limit))
+        self.carry = want - count if count < limit else 0.0
         dim = self.center.size
         speed = float(np.linalg.norm(self.velocity))
         axis = self.velocity / speed if speed > 0 else np.eye(dim)[1] * -1.0

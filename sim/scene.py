@@ -5,6 +5,7 @@ Every error names the file, the key and the reason, and nothing is built until t
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,40 @@ def read_toml(path: Path, error: type[Exception] | None = None) -> dict:
         raise error(f"{path}: malformed TOML: {e}") from None
     except OSError as e:
         raise error(f"{path}: cannot read: {e.strerror}") from None
+
+
+def dump_toml(data: dict) -> str:
+    """TOML text of `data` (scalars, arrays, tables and arrays of tables of those): how a fuzz case or a
+    generated scene is written so that `read_toml` gives `data` back."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not _tables(v)]
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        elif isinstance(value, list) and _tables(value):
+            for table in value:
+                lines += ["", f"[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _tables(value) -> bool:
+    """A table, or a non-empty array of tables."""
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, list) and bool(value) and all(isinstance(t, dict) for t in value)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
 def load_scene(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Scene:

@@ -623,14 +623,15 @@ class MPMSolver:
         """Emitters add particles between frames; a full solver stops them with a message, not an error."""
         frame_dt = self.config.frame_dt
         for emitter in self.emitters:
-            x = emitter.sample(self.time - frame_dt, frame_dt, self.p_vol)
+            room = self.capacity - self.n
+            # one more than the room: a jet that would overflow is seen (and stopped) below
+            x = emitter.sample(self.time - frame_dt, frame_dt, self.p_vol, limit=room + 1)
             if len(x) == 0:
                 continue
             inside = np.all((x >= 0) & (x <= np.asarray(self._size, np.float32)), axis=1)
             for collider in self.colliders:
                 inside &= collider.signed_distance(x) > 0
             x = x[inside]
-            room = self.capacity - self.n
             if len(x) > room:
                 x = x[:room]
                 emitter.enabled = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,26 +138,55 @@ def read(path: str | os.PathLike) -> tuple[dict, Snapshot]:
             meta = json.loads(str(data["meta"]))
             particles = {k[len("particle_") :]: data[k] for k in data.files if k.startswith("particle_")}
             field = data["force_field"] if "force_field" in data.files else None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise StateFileError(f"{path}: not a readable sluice state file ({e})") from None
+    # Truncated, not a zip, a bare .npy, bytes changed inside: each library says so its own way.
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        reason = str(e) or type(e).__name__
+        raise StateFileError(f"{path}: not a readable sluice state file ({reason})") from None
+    if not isinstance(meta, dict):
+        raise StateFileError(f"{path}: garbled state file (its metadata is not a table)")
     if meta.get("version") != STATE_VERSION:
         raise StateFileError(
             f"{path}: state version {meta.get('version')} but this sluice reads {STATE_VERSION}"
         )
-    slots = [
-        MaterialParams(**{**dict(zip(PARAM_COLUMNS, row)), "kind": int(row[0])}) for row in meta["slots"]
-    ]
-    snap = Snapshot(
-        particles,
-        float(meta["time"]),
-        int(meta["frame"]),
-        slots,
-        meta["colliders"],
-        meta["emitters"],
-        field,
-        tuple(meta["force_window"]),
-    )
+    try:
+        slots = [
+            MaterialParams(**{**dict(zip(PARAM_COLUMNS, row)), "kind": int(row[0])}) for row in meta["slots"]
+        ]
+        snap = Snapshot(
+            particles,
+            float(meta["time"]),
+            int(meta["frame"]),
+            slots,
+            list(meta["colliders"]),
+            list(meta["emitters"]),
+            field,
+            tuple(meta["force_window"]),
+        )
+        problem = _particles_problem(particles, int(meta["config"]["dim"]), len(slots))
+    except (KeyError, TypeError, ValueError) as e:
+        raise StateFileError(f"{path}: garbled state file ({type(e).__name__}: {e})") from None
+    if problem:
+        raise StateFileError(f"{path}: garbled state file ({problem})")
     return meta, snap
+
+
+def _particles_problem(particles: dict[str, np.ndarray], dim: int, n_slots: int) -> str | None:
+    """What makes saved particle arrays unusable (a missing array, a wrong shape, a non-finite value, a
+    material slot that does not exist), or None. The solver reads them unchecked."""
+    n = len(particles.get("x", ()))
+    shapes = {"x": (n, dim), "v": (n, dim), "C": (n, dim, dim), "F": (n, dim, dim), "J": (n,), "slot": (n,)}
+    for key, shape in shapes.items():
+        array = particles.get(key)
+        if array is None:
+            return f"particle {key}: missing"
+        if array.shape != shape:
+            return f"particle {key}: shape {array.shape}, expected {shape}"
+        if key == "slot":
+            if array.dtype.kind not in "iu" or (n and not 0 <= array.min() <= array.max() < n_slots):
+                return f"particle slots outside the {n_slots} saved materials"
+        elif array.dtype.kind != "f" or not np.isfinite(array).all():
+            return f"particle {key}: not finite numbers"
+    return None
 
 
 def load(solver, path: str | os.PathLike) -> dict:
@@ -167,5 +198,10 @@ def load(solver, path: str | os.PathLike) -> dict:
         raise StateFileError(
             f"{path}: {len(snap.particles['x'])} particles exceed capacity {solver.capacity}"
         )
-    restore(solver, snap)
+    before = snapshot(solver)
+    try:
+        restore(solver, snap)
+    except Exception as e:  # an obstacle, emitter or force field it cannot take: put everything back
+        restore(solver, before)
+        raise StateFileError(f"{path}: garbled state file ({type(e).__name__}: {e})") from None
     return meta

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +47,30 @@ def simulate(scene: Scene, frames: int, out: Path, progress: bool = True, advanc
     (`path`: numerical, neural, fallback or audit) and its wall time (`ms`).
 
     Emitters and removal change the particle count, so rows are padded with NaN beyond `count[f]`.
-    Ctrl-C writes the frames finished so far and re-raises. `advance(solver)` replaces the solver's own
-    step (the learned steppers plug in here); it returns a report with `.path` and `.stats`.
+    Ctrl-C (or SIGTERM) writes the frames finished so far and re-raises KeyboardInterrupt. `advance(solver)`
+    replaces the solver's own step (the learned steppers plug in here); it returns a report with `.path`
+    and `.stats`.
     """
     check_writable(out)
+    with _sigterm_as_interrupt():
+        return _simulate(scene, frames, out, progress, advance)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does: its default action would end the process before
+    the frames so far are written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _simulate(scene: Scene, frames: int, out: Path, progress: bool, advance) -> dict:
     solver = build_solver(scene)
     if solver.budget_warning:
         print(f"[sluice] {solver.budget_warning}", file=sys.stderr)
