@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)  # an emitter is a live object (its carry, its random state): equal means the same one
 class Emitter:
     """A round nozzle (a segment in 2D, a disc in 3D) facing along `velocity`.
 

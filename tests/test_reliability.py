@@ -143,3 +143,19 @@ def test_a_soak_reports_growth_and_slowdown_over_whole_cycles(tmp_path):
     assert result.frames == 2 * PERIOD and result.window == PERIOD
     assert result.rss_after_warmup > 0 and abs(result.rss_growth_mb) < 50
     assert 0.5 < result.slowdown_ratio < 2.0 and result.learned_share == 0.0
+
+
+def test_a_pour_ends_beside_a_scene_emitter(tmp_path):
+    """Found by the fuzzer (seed 0, cases 94 and 191): a timed pour ending while the scene's own emitter
+    runs compared two emitters field by field, numpy arrays included, and raised."""
+    text = (
+        SMALL
+        + '\n[[emitter]]\nmaterial = "water"\ncenter = [0.3, 0.2]\nradius = 0.02\nvelocity = [0.0, -1.0]\n'
+    )
+    (tmp_path / "scene.toml").write_text(text)
+    session = Session(tmp_path / "scene.toml")
+    session.pour([0.1, 0.2], 0.01, [0.0, -1.0], frames=2)
+    for _ in range(3):
+        session.tick()
+    assert len(session.solver.emitters) == 1 and session.solver.n == session.ledger.expected
+    session.close()
