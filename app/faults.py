@@ -530,8 +530,12 @@ def _record_on(work: Path, sig: signal.Signals) -> tuple[bool, str]:
     _good_video(out)
 
     def check(path: Path) -> tuple[bool, str]:
+        import imageio.v3 as iio
+
         frames = _video_frames(path)
-        return frames >= 1, f"{path.name} reads back with {frames} frames"
+        # the new recording (160x96), not the 48x32 good file left in place
+        new = frames >= 1 and iio.imread(path, index=0).shape[:2] == (96, 160)
+        return new, f"{path.name} reads back with {frames} frames of the new recording"
 
     command = ["record", "--scene", str(_scene_file(work)), "--frames", "100000", "--size", "160x96"]
     return _interrupted(work, sig, command, out, check)

@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -65,7 +66,8 @@ class CaseResult:
     name: str
     outcome: str  # ran, refused (scene or script, with a message), or one of FAILURES
     message: str = ""
-    frames: int = 0
+    frames: int = 0  # frames run
+    planned: int = 0  # frames the case asks for (what a replay runs)
     actions: int = 0
     refused_actions: int = 0
     unaccounted: int = 0  # |live particles - the ledger's count|, summed over the frames
@@ -418,11 +420,11 @@ def run_case(case: Case, folder: Path) -> CaseResult:
     from sim.budget import frame_seconds
     from sim.scene import SceneError, load_scene
     from sim.solver import CapacityError
-    from sim.state import StateFileError
+    from sim.state import StateFileError, particles_problem
 
     user_errors = (SceneError, ScriptError, StateFileError, CapacityError, BackendError, OSError, ValueError)
     started = time.perf_counter()
-    result = CaseResult(case.name, "ran", broken=case.broken)
+    result = CaseResult(case.name, "ran", planned=case.frames, broken=case.broken)
     out = case.write(folder)
     session = None
     try:
@@ -444,7 +446,7 @@ def run_case(case: Case, folder: Path) -> CaseResult:
             result.frames += 1
             result.refused_actions += sum(" refused: " in m for m in report.messages)
             state = session.solver.particles()
-            if not all(np.isfinite(state[k]).all() for k in ("x", "v", "C", "F", "J")):
+            if particles_problem(state, session.dim, len(session.solver.slots)):
                 result.outcome, result.message = (
                     "nonfinite",
                     f"a non-finite state kept at frame {session.frame}",
@@ -528,8 +530,7 @@ def run_fuzz(
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
-    work = out / "work"
-    work.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="work.", dir=out))  # never a folder of the user's
     log = out / "worker.log"
     context = mp.get_context("spawn")
     todo = list(range(first, first + cases))[::-1]
@@ -556,6 +557,7 @@ def run_fuzz(
                 if result is None:  # died or hung: a crash of this case; a fresh worker takes the next
                     w.process.kill()
                     w.process.join()
+                    w.conn.close()
                     code = w.process.exitcode
                     what = "hung" if code in (-9, None) else f"died (exit code {code})"
                     case = draw_case(seed, w.index)
@@ -602,7 +604,7 @@ def print_report(report: FuzzReport, out: Path, file=sys.stdout) -> None:
     )
     for r in report.failures:
         folder = out / r.name
-        frames = max(r.frames, 1)
+        frames = max(r.planned, 1)
         print(
             f"  {r.outcome}: {r.name}: {r.message}\n    replay: python main.py record --scene "
             f"{folder}/scene.toml --script {folder}/script.toml --frames {frames} --out replay.mp4",

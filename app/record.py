@@ -73,6 +73,8 @@ def _mp4_complete(path: Path) -> bool:
     """Whether an mp4 was finished: its top-level boxes tile the file and the index (moov) is there.
     imageio does not report ffmpeg's exit status, so without this a video cut short by a full disk would
     replace a good one."""
+    if not path.is_file():  # ffmpeg never wrote it
+        return False
     size, pos, kinds = path.stat().st_size, 0, set()
     with open(path, "rb") as f:
         while pos < size:
@@ -277,8 +279,10 @@ def record(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         result.interrupted = interrupted.is_set()
-        recorder.close()
-        session.close()
-        sink.close()  # last: it raises when the file could not be finished
+        try:
+            recorder.close()
+            session.close()
+        finally:
+            sink.close()  # last, and always: it raises when the file could not be finished
     result.frames = sink.count
     return result

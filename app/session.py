@@ -25,13 +25,20 @@ from sim.build import build_solver
 from sim.colliders import Collider
 from sim.emitters import Emitter
 from sim.materials import MATERIAL_NAMES, resolve
-from sim.scene import Scene, load_scene, parse_obstacle
+from sim.scene import Scene, SceneError, load_scene, parse_obstacle
 from sim.solver import Brush, CapacityError, NonFiniteError
+from sim.state import StateFileError
 
 PARTICLE_RADIUS_SCALE = 0.75  # drawn radius over particle spacing: a little overlap reads as a continuum
-# What a verb raises for input it refuses (a message for the user, the state unchanged): a scripted action
-# that raises one of these is skipped with its message, as the window shows it in the status bar.
-REFUSED_ACTION_ERRORS = (ValueError, OSError, IndexError, CapacityError)
+
+
+class ActionRefused(ValueError):
+    """A verb refused its input (out of range, unknown): the message is for the user, the state unchanged."""
+
+
+# What a verb raises for input it refuses: a scripted action that raises one of these is skipped with its
+# message, as the window shows it in the status bar. Anything else is a bug and propagates.
+REFUSED_ACTION_ERRORS = (ActionRefused, SceneError, StateFileError, CapacityError, OSError)
 
 
 @dataclass
@@ -188,7 +195,9 @@ class Session:
     def settle(self) -> None:
         """Finish a sliced solver frame now, so what follows starts from a frame boundary."""
         if self.mid_frame:
-            self.stepper.finish(self.solver)
+            report = self.stepper.finish(self.solver)
+            if report is not None and report.stats is not None:
+                self.ledger.emitted += report.stats.emitted
 
     def _age_interactions(self) -> None:
         for timed in self._brushes:
@@ -229,20 +238,20 @@ class Session:
             down = scene_g / norm if norm > 0 else -np.eye(self.dim)[1]
             g = float(g) * down
         if g.shape != (self.dim,) or not np.isfinite(g).all():
-            raise ValueError(f"gravity must be a finite number or {self.dim} numbers, got {gravity!r}")
+            raise ActionRefused(f"gravity must be a finite number or {self.dim} numbers, got {gravity!r}")
         self.solver.gravity[None] = tuple(g.tolist())
 
     def set_quality(self, multiplier: float) -> None:
         """About `multiplier` times the scene's substeps per frame: the CFL number (or a fixed dt) is
         divided by it. Below 1 is faster and less accurate; the CFL number never exceeds 1."""
         multiplier = float(multiplier)
-        self.settle()
         if not (math.isfinite(multiplier) and self.scene.cfl <= multiplier <= 16.0):
-            raise ValueError(f"quality must be between {self.scene.cfl:g} and 16, got {multiplier}")
+            raise ActionRefused(f"quality must be between {self.scene.cfl:g} and 16, got {multiplier}")
+        self.settle()
         substeps = round(self.solver.substeps * multiplier / self.quality)
         seconds = frame_seconds(self.dim, self.solver.n, substeps)
         if seconds > REFUSE_FRAME_SECONDS:
-            raise ValueError(
+            raise ActionRefused(
                 f"quality {multiplier:g} would take about {seconds:.3g} s a frame ({substeps} substeps x "
                 f"{self.solver.n:,} particles), more than the limit of {REFUSE_FRAME_SECONDS:g} s"
             )
@@ -259,9 +268,9 @@ class Session:
         """A brush for the next `frames` ticks. push: along `direction`; attract/repel: toward/away from
         the centre. Strength is an acceleration (m/s^2); the solver's CFL limit bounds its effect."""
         if mode not in ("push", "attract", "repel"):
-            raise ValueError(f"unknown brush mode {mode!r}")
+            raise ActionRefused(f"unknown brush mode {mode!r}")
         if not (math.isfinite(strength) and math.isfinite(radius) and radius > 0):
-            raise ValueError("brush strength and radius must be finite, and the radius positive")
+            raise ActionRefused("brush strength and radius must be finite, and the radius positive")
         if mode == "push":
             norm = float(np.linalg.norm(direction)) if direction is not None else 0.0
             if not norm > 0:
@@ -284,17 +293,17 @@ class Session:
     ) -> None:
         """Start (or move) an emitter; it runs until stop_pour(name) or for `frames` ticks."""
         if material not in MATERIAL_NAMES:
-            raise ValueError(f"unknown material {material!r}")
+            raise ActionRefused(f"unknown material {material!r}")
         velocity = np.asarray(velocity, float)
         speed = float(np.linalg.norm(velocity))
         if velocity.shape != (self.dim,) or not speed <= MAX_SPEED:
-            raise ValueError(
+            raise ActionRefused(
                 f"a pour's velocity must be {self.dim} numbers, at most {MAX_SPEED:g} m/s in all"
             )
         if not (math.isfinite(radius) and 0 < radius <= 0.5 * min(self.scene.size)):
-            raise ValueError(f"a pour's radius must be positive and at most half the domain, got {radius}")
+            raise ActionRefused(f"a pour's radius must be positive and at most half the domain, got {radius}")
         if not (math.isfinite(rate) and rate >= 0):
-            raise ValueError(f"a pour's rate must be a number of particles per second >= 0, got {rate}")
+            raise ActionRefused(f"a pour's rate must be a number of particles per second >= 0, got {rate}")
         water_c = self.scene.sound_speed or self.solver.config.water_sound_speed
         slot = self.solver.add_material(resolve(MATERIAL_NAMES[material], {}, water_c))
         self.stop_pour(name)
@@ -343,7 +352,7 @@ class Session:
 
     def remove_obstacle(self, index: int) -> Collider:
         if not 0 <= index < len(self.solver.colliders):
-            raise IndexError(f"no obstacle {index}")
+            raise ActionRefused(f"no obstacle {index}")
         return self.solver.remove_collider(index)
 
     # ------------------------------------------------------------------------------ sketch control
@@ -444,6 +453,9 @@ class Session:
     def load(self, path: str | Path) -> None:
         state_io.load(self.solver, path)
         self.clear_sketch()
+        # the loaded emitters are new objects: pours and brushes of the old state do not carry over
+        self._pours.clear()
+        self._brushes.clear()
         self.stepper.reset()
         self.ledger = ParticleLedger(self.solver.n)
 

@@ -211,7 +211,10 @@ def read_weights(path: Path, spec_type, version: int):
         raise WeightsError(f"{meta_path}: garbled metadata ({problem})")
     if spec.version != version:
         raise WeightsError(f"{path}: weights version {spec.version}, this sluice reads {version}")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read weights ({e.strerror})") from None
     # safetensors checks the header, not the values: a digest (written beside weights since it existed)
     # catches bytes changed in the middle, and the finiteness check NaN or infinite weights.
     if "sha256" in meta and hashlib.sha256(data).hexdigest() != meta["sha256"]:

@@ -162,7 +162,7 @@ def read(path: str | os.PathLike) -> tuple[dict, Snapshot]:
             field,
             tuple(meta["force_window"]),
         )
-        problem = _particles_problem(particles, int(meta["config"]["dim"]), len(slots))
+        problem = particles_problem(particles, int(meta["config"]["dim"]), len(slots))
     except (KeyError, TypeError, ValueError) as e:
         raise StateFileError(f"{path}: garbled state file ({type(e).__name__}: {e})") from None
     if problem:
@@ -170,7 +170,7 @@ def read(path: str | os.PathLike) -> tuple[dict, Snapshot]:
     return meta, snap
 
 
-def _particles_problem(particles: dict[str, np.ndarray], dim: int, n_slots: int) -> str | None:
+def particles_problem(particles: dict[str, np.ndarray], dim: int, n_slots: int) -> str | None:
     """What makes saved particle arrays unusable (a missing array, a wrong shape, a non-finite value, a
     material slot that does not exist), or None. The solver reads them unchecked."""
     n = len(particles.get("x", ()))
