@@ -192,6 +192,31 @@ class Session:
         self.last_report = report
         return report
 
+    def warm_up(self) -> None:
+        """Compile now what a user's first solver frame, push, pour and obstacle would compile mid-play
+        (in `bench gui` each was a stall of 0.1-0.8 s): one frame of every path the stepper has, with a
+        brush, an emitter and an obstacle active. Everything is put back as it was, the stepper reset."""
+        start = state_io.snapshot(self.solver)
+        pours = dict(self._pours)
+        size = np.asarray(self.scene.size, float)
+        trained_on = getattr(getattr(self.stepper, "neural", self.stepper), "spec", None)
+        material = trained_on.materials[0] if trained_on is not None else "water"
+        direction = np.eye(self.dim)[0]
+        corner = {"shape": "box", "min": [0.0] * self.dim, "max": (0.02 * size).tolist()}
+        try:
+            reach = 0.05 * float(size.max())
+            self.solver.set_brushes([Brush(tuple(size / 2), reach, 0.0, tuple(direction))])
+            down = -0.5 * np.eye(self.dim)[1]
+            self.pour(size / 2, 0.02 * float(size.min()), down, material, name="warm-up")
+            self.add_obstacle(corner)
+            warm = getattr(self.stepper, "warm_up", None)
+            warm(self.solver) if warm is not None else self.stepper.advance(self.solver)
+        finally:
+            self._pours = pours
+            self.solver.set_brushes([])
+            state_io.restore(self.solver, start)
+            self.stepper.reset()
+
     def settle(self) -> None:
         """Finish a sliced solver frame now, so what follows starts from a frame boundary."""
         if self.mid_frame:

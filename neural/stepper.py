@@ -287,6 +287,16 @@ class HybridStepper:
             partial=True,
         )
 
+    def warm_up(self, solver: MPMSolver) -> None:
+        """Run an audited frame (a learned frame, a solver frame, the guard and the audit's comparison)
+        so every kernel of the hybrid's paths is compiled; the caller restores the state and resets."""
+        job = self._audited_frame(solver)
+        try:
+            while True:
+                next(job)
+        except StopIteration:
+            pass
+
     def finish(self, solver: MPMSolver) -> StepReport | None:
         """Run the rest of a sliced solver frame now (before a save, a mode or quality change)."""
         if self._job is None:

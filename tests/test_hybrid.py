@@ -217,3 +217,28 @@ def test_a_sliced_solver_frame_is_the_whole_frame_in_parts(dam_break):
     assert whole == 1 and sliced > 10
     for key in ("x", "v", "J"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+@needs_water2d
+def test_warm_up_leaves_no_trace():
+    """Session.warm_up (the window runs it on open, so the first push, pour or obstacle does not stall)
+    runs every hybrid path with a brush, a pour and an obstacle, then puts everything back: the frames that
+    follow are those of a session that never warmed up."""
+    from app.session import Session
+
+    runs = []
+    for warm in (False, True):
+        session = Session("dam_break", mode="hybrid")
+        before = session.solver.particles()
+        if warm:
+            session.warm_up()
+            after = session.solver.particles()
+            for key in ("x", "v", "C", "F", "J"):
+                np.testing.assert_array_equal(before[key], after[key])
+            assert not session.solver.emitters and not session.solver.colliders and not session._pours
+        paths = [session.tick().path for _ in range(3)]
+        runs.append((paths, session.solver.particles()["x"], session.solver.n))
+        session.close()
+    (paths_a, x_a, n_a), (paths_b, x_b, n_b) = runs
+    assert paths_a == paths_b and n_a == n_b
+    np.testing.assert_array_equal(x_a, x_b)

@@ -101,9 +101,11 @@ def _pacing(scene: str, frames: int) -> dict:
     session = window.session
     stamps: list[float] = []
     paths: list[str] = []
+    shown: list[str] = []  # what each displayed frame ran: a path, or "slice" for part of a solver frame
 
     def ticked(report) -> None:
         stamps.append(time.perf_counter())
+        shown.append("slice" if report.partial else report.path)
         if not report.partial:  # slices of a solver frame are displayed frames, not simulated ones
             paths.append(report.path)
         interact(window.session, len(stamps), frames)
@@ -130,6 +132,8 @@ def _pacing(scene: str, frames: int) -> dict:
         # simulated seconds per wall second: below 1 the fluid moves slower than real time
         "sim_speed": (session.solver.time - sim_start) / wall,
         "particles": session.solver.n,
+        # the stalls: (displayed frame, ms, what it ran), so a regression can be traced to its cause
+        "stalls": [(int(k), round(float(frame_ms[k]), 1), shown[k]) for k in np.flatnonzero(frame_ms > STALL_MS)],
     }
     window.close()
     pump()
@@ -143,12 +147,18 @@ def pacing_records(quick: bool = False) -> list[dict]:
         run = _pacing(scene, frames)
         meta = {"scene": scene, "frames": run["frames"], "mode": run["mode"], "weights": run["weights"]}
         meta |= {"learned_share": round(run["learned_share"], 3), "particles": run["particles"]}
+        if run["stalls"]:
+            print(f"{name}: stalls (displayed frame, ms, path): {run['stalls']}")
         records += [
             record(f"{name}.fps", run["fps"], "1/s", **meta),
             record(f"{name}.frame_ms.p95", run["p95"], "ms"),
             record(f"{name}.frame_ms.max", run["max"], "ms"),
             record(
-                f"{name}.stalls_per_min", run["stalls_per_min"], "1/min", note=f"frames over {STALL_MS:g} ms"
+                f"{name}.stalls_per_min",
+                run["stalls_per_min"],
+                "1/min",
+                note=f"frames over {STALL_MS:g} ms",
+                stalls=run["stalls"],
             ),
             record(f"{name}.learned_share", run["learned_share"], ""),
             record(f"{name}.sim_speed", run["sim_speed"], "", note="simulated seconds per wall second"),

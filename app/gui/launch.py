@@ -95,8 +95,9 @@ def wait_events(ms: float) -> None:
 def save_window_screenshot(
     out: Path, scene: str = DEFAULT_SCENE, frames: int = 120, size: tuple[int, int] = (1280, 760), arch="auto"
 ) -> Path:
-    """Open the window, run `frames` frames with an obstacle, a push and some poured sand, then grab the
-    whole window (QWidget.grab) into `out` (PNG)."""
+    """Open the window in its default mode, run `frames` frames with an obstacle drawn and some water
+    poured (the scene's own material, so Hybrid stays on where weights fit), then grab the whole window
+    (QWidget.grab) into `out` (PNG)."""
     application()
     start_taichi(arch)
     window = open_window(scene, play=False)
@@ -111,7 +112,7 @@ def save_window_screenshot(
     obstacle = vp.tools["obstacle"]
     obstacle.press(point(0.55, 0.18), obstacle.mods)
     obstacle.release(point(0.8, 0.24), obstacle.mods)
-    window.set_material("sand")
+    window.set_material("water")
     window.set_tool("pour")
     window.set_radius(0.6 * window.settings.radius)
     window.play()

@@ -26,8 +26,8 @@ def scene_label(source: str | Path) -> str:
 def open_session(source: str | Path, overrides: dict | None = None, warm_up: bool = False) -> Session:
     """A Session for `source` (built-in name or .toml path) with capacity for pouring.
 
-    warm_up: run one frame and reset, so Taichi compiles the kernels now (while "loading…" shows) rather
-    than on the first frame; the state afterwards is exactly the initial one.
+    warm_up: compile the kernels of every path now (Session.warm_up: while "loading…" shows) rather than
+    on the first frame, push, pour or obstacle; the state afterwards is exactly the initial one.
     """
     scene = load_scene(source, overrides)
     if scene.capacity is None:  # the solver's default leaves no room to pour into a scene without emitters
@@ -41,9 +41,7 @@ def open_session(source: str | Path, overrides: dict | None = None, warm_up: boo
     session.slice_ms = SOLVER_SLICE_MS
     if warm_up:
         try:
-            session.tick()
-            session.reset()
-            session.last_report = None
+            session.warm_up()
         except BaseException:
             session.close()
             raise

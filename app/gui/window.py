@@ -37,7 +37,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("sluice")
         self.overrides = dict(overrides or {})
-        self.session = open_session(scene, self.overrides)
+        self.session = open_session(scene, self.overrides, warm_up=True)
         self.quality = 1.0
         self.recording: LiveRecording | None = None
         self.settings = ToolSettings(radius=default_radius(self.session))
