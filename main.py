@@ -325,8 +325,10 @@ def _eval_control(args: argparse.Namespace) -> int:
         drawn=args.drawn,
         budget=budget,
         plots=Path("docs") / "eval",
+        candidates=None if args.candidates is None else max(1, args.candidates),
+        plant=args.plant,
     )
-    f = args.family
+    f = args.family if args.plant == "solver" else f"{args.family}.hybrid_plant"
     records = [
         record(f"control.{f}.score.{m}", summary[m]["score"], "")
         for m in ("none", "constant", "ours", "oracle")
@@ -348,6 +350,11 @@ def _eval_control(args: argparse.Namespace) -> int:
     for kind, key in (("path", "centroid_error"), ("region", "inside_fraction")):
         for method, value in summary.get(kind, {}).items():
             records.append(record(f"control.{f}.{kind}.{key}.{method}", value, "m" if kind == "path" else ""))
+    records += [
+        record(f"control.{f}.spray.{m}", summary[m]["spray"], "", note="mass share in isolated cells")
+        for m in ("none", "constant", "ours", "oracle")
+        if m in summary
+    ]
     print_table(records)
     for skipped in summary["skipped"]:
         print(f"skipped {skipped['name']}: {skipped['skipped']}")
@@ -610,6 +617,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="control: the oracle's search iterations (3; 3D: 2)",
+    )
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        help="control: fields per plan for the learned critic to choose from (default 8, 3D 4; 1: none)",
+    )
+    p.add_argument(
+        "--plant",
+        choices=["solver", "hybrid"],
+        default="solver",
+        help="control: what advances the frames of every method (hybrid: as the window runs by default)",
     )
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(func=cmd_eval)

@@ -16,6 +16,7 @@ from app.render.view import FrameView
 from app.script import Action
 from control.condition import control_grid, solver_fluid
 from control.controller import DEFAULT_WINDOW, ClosedLoop, Controller, load_for_scene
+from control.critic import Critic
 from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
 from neural.stepper import NumericalStepper
@@ -116,6 +117,7 @@ class Session:
         # Sketch control: plans block the frame unless plan_async (the GUI), so recordings reproduce.
         self.control_model, self.plan_async = control_model, plan_async
         self._controller: tuple[Controller | None, str] | None = None
+        self._critic: tuple[Critic | None, str] | None = None
         self.sketched: Sketch | None = None
         self.control: ClosedLoop | None = None
         # The window's budget per slice of a hybrid solver frame (None: whole frames, as record runs).
@@ -397,12 +399,23 @@ class Session:
         controller, reason = self._controller
         if controller is None:
             return parsed.messages + [reason]
+        if self._critic is None:  # the learned stepper that fits the scene checks the controller's plans
+            self._critic = Critic.for_scene(self.scene, self.model)
         self.clear_sketch()
         self.sketched = parsed.sketch
         self.control = ClosedLoop(
-            controller, parsed.sketch, window_frames, asynchronous=self.plan_async, seed=self.frame
+            controller,
+            parsed.sketch,
+            window_frames,
+            asynchronous=self.plan_async,
+            seed=self.frame,
+            critic=self._critic[0],
         )
-        return parsed.messages + [f"steering toward the sketch for {window_frames} frames ({reason})"]
+        critic = self._critic[0]
+        checked = f"; {critic.name} picks the best of {self.control.candidates} plans" if critic else ""
+        return parsed.messages + [
+            f"steering toward the sketch for {window_frames} frames ({reason}{checked})"
+        ]
 
     def clear_sketch(self) -> None:
         """Drop the sketch and its force field."""

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from control.condition import centroid, condition, control_grid, solver_fluid
+from control.critic import Critic, CriticState
 from control.forcefield import ForceField
 from control.model import ControlSpec, ForceDiffusion, load_control
 from control.sketch import Sketch
@@ -27,6 +28,15 @@ DEFAULT_WINDOW = 40  # frames
 REPLAN_EVERY = 8  # frames between closed-loop plans
 MIN_PLAN_FRAMES = 20  # the model never saw shorter windows
 SAMPLE_STEPS = 10
+# The diffusion model proposes, the learned stepper checks: fields drawn per plan for the critic (K),
+# and how many frames ahead the critic looks (None: to the window's end). A 3D learned frame of K
+# candidates costs about 20x a 2D one, so 3D draws fewer and looks 20 frames ahead (a re-plan every 8).
+CANDIDATES = 8
+CANDIDATES_3D = 4
+HORIZON_3D = 20
+# The window's first answer to a stroke: one field in this many DDIM steps (within 50 ms on one thread),
+# shown at once and replaced when the critic's choice is ready.
+QUICK_STEPS = 5
 # Classifier-free guidance weight, chosen on tuning cases (seeds neither training nor eval uses): 3 beat
 # 1 on both families and matched 6 (docs in the README).
 DEFAULT_GUIDANCE = 3.0
@@ -58,12 +68,31 @@ class Controller:
 
     def plan(self, fluid: np.ndarray, sketch: Sketch, frames: int, h: float, seed: int = 0) -> ForceField:
         """A force field for `frames` frames from the fluid channels (control grid) and the sketch."""
-        cond = condition(fluid, sketch, frames * self.spec.frame_dt, h)
+        return self.candidates(fluid, sketch, frames, h, 1, seed)[0]
+
+    def candidates(
+        self,
+        fluid: np.ndarray,
+        sketch: Sketch,
+        frames: int,
+        h: float,
+        count: int,
+        seed: int = 0,
+        steps: int | None = None,
+    ) -> list[ForceField]:
+        """`count` force fields drawn in one batched sampling call (each from its own noise); the first
+        is the field `plan` gives for the same seed. `steps` overrides the DDIM steps."""
+        cond = torch.from_numpy(condition(fluid, sketch, frames * self.spec.frame_dt, h))[None]
         generator = torch.Generator().manual_seed(seed)
-        sample = self.model.sample(torch.from_numpy(cond)[None], self.steps, self.guidance, generator)[0]
+        samples = self.model.sample(
+            cond.expand(count, *cond.shape[1:]), steps or self.steps, self.guidance, generator
+        )
         keys, dim = self.spec.keys, self.spec.dim
-        values = sample.numpy().reshape(keys, dim, *sample.shape[1:]) * self.spec.label_scale
-        return ForceField(np.moveaxis(values, 1, -1), frames)
+        fields = []
+        for sample in samples:
+            values = sample.numpy().reshape(keys, dim, *sample.shape[1:]) * self.spec.label_scale
+            fields.append(ForceField(np.moveaxis(values, 1, -1), frames))
+        return fields
 
 
 @dataclass
@@ -126,13 +155,24 @@ class ClosedLoop:
         replan_every: int = REPLAN_EVERY,
         asynchronous: bool = False,
         seed: int = 0,
+        critic: Critic | None = None,
+        candidates: int | None = None,
+        keep_plan: bool = True,
     ):
         self.controller, self.sketch, self.frames = controller, sketch, int(frames)
         self.replan_every, self.asynchronous, self.seed = replan_every, asynchronous, seed
+        if candidates is None:
+            candidates = CANDIDATES if sketch.dim == 2 else CANDIDATES_3D
+        self.critic, self.candidates = critic, candidates if critic is not None else 1
+        self.keep_plan = keep_plan
+        self._installed_at = 0  # the loop's frame when the field in force was installed
         self.elapsed = 0  # frames since the loop began
         self.plan_ms: list[float] = []
+        self.response_ms: list[float] = []  # the window's quick first plans
         self.field: ForceField | None = None
         self._pending: Future | None = None
+        self._preview: Future | None = None
+        self.size = None  # the domain, read with the fluid at each plan
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sluice-plan") if asynchronous else None
         self._last_plan = None
 
@@ -152,13 +192,32 @@ class ClosedLoop:
         peak = self.field.peak / 9.81
         return (
             f"sketch control active: frame {self.elapsed}/{self.frames}, peak {peak:.1f} g, "
-            f"last plan {self.plan_ms[-1]:.0f} ms"
+            f"last plan {(self.plan_ms or self.response_ms)[-1]:.0f} ms"
         )
 
-    def _plan(self, fluid, sketch, frames, h, seed) -> ForceField:
+    def _plan(
+        self, fluid, sketch, frames, h, seed, state: CriticState | None, kept: ForceField | None = None
+    ) -> ForceField:
+        """One plan: a single field, or with a critic the best of `candidates` by their learned rollouts;
+        what is left of the plan in force (`kept`) competes too, so a re-plan never switches to a plan
+        the critic rates worse than carrying on."""
         began = time.perf_counter()
-        field = self.controller.plan(fluid, sketch, frames, h, seed)
+        if state is None or self.candidates <= 1:
+            field = self.controller.plan(fluid, sketch, frames, h, seed)
+        else:
+            fields = self.controller.candidates(fluid, sketch, frames, h, self.candidates, seed)
+            fields += [kept] if kept is not None else []
+            horizon = HORIZON_3D if len(self.size) == 3 else None
+            values = [f.values for f in fields]
+            best, _ = self.critic.choose(state, values, frames, sketch, self.size, horizon)
+            field = fields[best] if best is not None else ForceField(np.zeros_like(values[0]), frames)
         self.plan_ms.append((time.perf_counter() - began) * 1000)
+        return field
+
+    def _quick_plan(self, fluid, sketch, frames, h, seed) -> ForceField:
+        began = time.perf_counter()
+        field = self.controller.candidates(fluid, sketch, frames, h, 1, seed, steps=QUICK_STEPS)[0]
+        self.response_ms.append((time.perf_counter() - began) * 1000)
         return field
 
     def _request(self, solver) -> None:
@@ -167,16 +226,24 @@ class ClosedLoop:
         here = centroid(solver.positions(), solver.masses())
         remaining = max(self.frames - self.elapsed, MIN_PLAN_FRAMES)
         sketch = self.sketch.remaining(here, 1.5 * h)
+        self.size = solver.config.size
+        # what the critic needs is read here, on the main thread: the plan may run on the worker
+        state = self.critic.capture(solver) if self.critic is not None and self.candidates > 1 else None
         # The same noise for every re-plan: DDIM is deterministic, so plans vary only with what they see.
         args = (fluid, sketch, remaining, h, self.seed)
         self._last_plan = self.elapsed
+        kept = None
+        if self.field is not None and self.keep_plan:
+            kept = self.field.rest(self.elapsed - self._installed_at, remaining)
         if self._pool is None:
-            self._install(solver, self._plan(*args))
-        else:
-            self._pending = self._pool.submit(self._plan, *args)
+            self._install(solver, self._plan(*args, state, kept))
+            return
+        if self.field is None and state is not None:  # the first answer to a stroke comes at once
+            self._preview = self._pool.submit(self._quick_plan, *args)
+        self._pending = self._pool.submit(self._plan, *args, state, kept)
 
     def _install(self, solver, field: ForceField) -> None:
-        self.field = field
+        self.field, self._installed_at = field, self.elapsed
         field.apply(solver)  # the loop clears it when its window ends
 
     def before_frame(self, solver) -> None:
@@ -184,7 +251,10 @@ class ClosedLoop:
             self.stop(solver)
             return
         if self._pending is not None and self._pending.done():
-            field, self._pending = self._pending.result(), None
+            field, self._pending, self._preview = self._pending.result(), None, None
+            self._install(solver, field)
+        elif self._preview is not None and self._preview.done():
+            field, self._preview = self._preview.result(), None
             self._install(solver, field)
         due = self._last_plan is None or self.elapsed - self._last_plan >= self.replan_every
         if due and self._pending is None and self.frames - self.elapsed >= self.replan_every // 2:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -24,21 +24,29 @@ import numpy as np
 
 from control.condition import centroid, control_grid
 from control.controller import ClosedLoop, Controller
+from control.critic import Critic
 from control.data import random_force, wobble
 from control.forcefield import MAX_CONTROL_ACCEL, ForceField, G, constant_field
-from control.sketch import Sketch, inside_region, parse_sketch, plane_frame
+from control.score import Scorer, implied_target
+from control.sketch import parse_sketch
 from sim import state as state_io
 from sim.forcefield import upsample
 
 HELD_OUT_SEED = 10_000  # datagen uses small seeds
 ORACLE_NET = {2: (4, 4), 3: (2, 2, 2)}  # the oracle searches a coarse net of force vectors...
 ORACLE_KEYS = 2  # ...at the window's start and end
+PLANTS = ("solver", "hybrid")
+
+
+def family_case(scene: str) -> bool:
+    """A case's scene "FAMILY:INDEX" (a held-out random state of a family), not a scene by name or file."""
+    return scene.partition(":")[2].isdigit()
 
 
 @dataclass
 class Case:
     name: str
-    scene: str  # "FAMILY:INDEX": held-out random state INDEX of the family
+    scene: str  # "FAMILY:INDEX" (held-out random state INDEX of the family), a built-in scene or a .toml
     warmup_frames: int
     strokes: list
     window_frames: int
@@ -55,23 +63,48 @@ class Budget:
 
     @classmethod
     def for_dim(cls, dim: int, oracle_iterations: int | None = None) -> Budget:
-        """The default search budget; 3D rollouts cost ~20x a 2D one, so its searches are smaller."""
-        budget = cls() if dim == 2 else cls(2, 6, 2, 8)
+        """The default search budget; 3D rollouts cost ~20x a 2D one, so its searches are smaller (and
+        so are those of cases on an app scene, whose solver runs at the scene's own, finer, resolution)."""
+        budget = cls() if dim == 2 else cls.smaller()
         if oracle_iterations is not None:
             budget.oracle_iterations = oracle_iterations
         return budget
 
+    @classmethod
+    def smaller(cls) -> Budget:
+        return cls(2, 6, 2, 8)
 
-@dataclass
-class Outcome:
-    score: float
-    primary: float
-    mass_rmse: float
-    centroid_error: float | None = None
-    inside_fraction: float | None = None
-    seconds: float = 0.0
-    rollouts: int = 1
-    extra: dict = field(default_factory=dict)
+
+class SceneSolvers:
+    """Solvers for cases on app scenes (built-in or files), built once per scene, with the scene's start
+    state, and the learned critic that fits each scene (the weights its hybrid runs)."""
+
+    def __init__(self):
+        self._built: dict[str, tuple] = {}
+
+    def start(self, case: Case):
+        """(solver, critic, hybrid plant) with the solver `case.warmup_frames` frames after the scene's
+        start (run by the solver)."""
+        if case.scene not in self._built:
+            from neural.catalog import make_stepper
+            from sim.build import build_solver
+            from sim.scene import load_scene
+
+            scene = load_scene(case.scene)
+            solver = build_solver(scene)
+            critic, _ = Critic.for_scene(scene)
+            plant, _ = make_stepper("hybrid", scene)
+            self._built[case.scene] = (solver, state_io.snapshot(solver), critic, plant)
+        solver, initial, critic, plant = self._built[case.scene]
+        state_io.restore(solver, initial)
+        for _ in range(case.warmup_frames):
+            solver.step_frame()
+        return solver, critic, plant
+
+    def close(self) -> None:
+        for solver, *_ in self._built.values():
+            solver.close()
+        self._built.clear()
 
 
 # ------------------------------------------------------------------------------------------ cases
@@ -100,11 +133,18 @@ def load_cases(path: Path) -> list[Case]:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{where}: {type(e).__name__}: {e}") from None
-        family, _, index = cases[-1].scene.partition(":")
-        if not index.isdigit():
-            raise ValueError(
-                f"{where}: scene must be FAMILY:INDEX (a held-out state of a family), got {cases[-1].scene!r}"
-            )
+        scene = cases[-1].scene
+        if not family_case(scene):
+            from sim.scene import builtin_scenes
+
+            file = Path(path).parent / scene
+            if scene.endswith(".toml") and file.is_file():
+                cases[-1].scene = str(file)
+            elif scene not in builtin_scenes():
+                raise ValueError(
+                    f"{where}: scene must be FAMILY:INDEX (a held-out state of a family), a built-in scene "
+                    f"({', '.join(builtin_scenes())}) or a scene file next to the case file, got {scene!r}"
+                )
         if cases[-1].window_frames < 1 or cases[-1].warmup_frames < 0:
             raise ValueError(f"{where}: window_frames must be positive and warmup_frames not negative")
     if not cases:
@@ -207,79 +247,48 @@ def write_cases(cases: list[Case], path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
-# ------------------------------------------------------------------------------------------ scoring
-def implied_target(x: np.ndarray, mass: np.ndarray, sketch: Sketch, size, seed: int = 0) -> np.ndarray:
-    """The state a sketch asks for when none is stored (see the module docstring)."""
-    size = np.asarray(size, float)
-    if sketch.kind == "path":
-        return np.clip(x + (sketch.target() - centroid(x, mass)), 0.0, size)
-    rng = np.random.default_rng(seed)
-    polygon = sketch.regions[0]
-    lo, hi = polygon.min(0), polygon.max(0)
-    if len(size) == 3:  # the region is a prism: fill it within a slab about as thick as the loop is wide
-        origin, basis = plane_frame(polygon)
-        normal = np.cross(basis[0], basis[1])
-        reach = float(np.linalg.norm(polygon - origin, axis=1).mean())
-        lo, hi = np.maximum(lo - reach, 0.0), np.minimum(hi + reach, size)
-    points = np.zeros((0, len(size)))
-    while len(points) < len(x):
-        trial = rng.uniform(lo, hi, (4 * len(x), len(size)))
-        keep = inside_region(trial, polygon)
-        if len(size) == 3:
-            keep &= np.abs((trial - origin) @ normal) <= reach
-        points = np.concatenate([points, trial[keep]])
-    return np.clip(points[: len(x)], 0.0, size)
-
-
-class Scorer:
-    def __init__(
-        self, sketch: Sketch, target: np.ndarray, mass: np.ndarray, size, no_force_rmse: float | None = None
-    ):
-        self.sketch, self.target, self.mass, self.size = sketch, target, mass, size
-        self.no_force_rmse = no_force_rmse
-
-    def __call__(self, x: np.ndarray) -> Outcome:
-        from neural.evaluate import mass_rmse
-
-        rmse = mass_rmse(x, self.mass, self.target, self.mass, self.size)
-        here = centroid(x, self.mass)
-        if self.sketch.kind == "path":
-            error = float(np.linalg.norm(here - self.sketch.target()))
-            primary, inside = error / max(self.sketch.path_length(), 1e-6), None
-        else:
-            inside_mask = np.zeros(len(x), bool)
-            for region in self.sketch.regions:
-                inside_mask |= inside_region(x, region)
-            inside = float(self.mass[inside_mask].sum() / self.mass.sum())
-            error, primary = None, 1.0 - inside
-        base = self.no_force_rmse if self.no_force_rmse else rmse
-        return Outcome(primary + rmse / max(base, 1e-9), primary, rmse, error, inside)
-
-
 # ------------------------------------------------------------------------------------------ rollouts
-def _rollout(solver, start, frames: int, field: ForceField | None = None, loop: ClosedLoop | None = None):
+def _rollout(
+    solver,
+    start,
+    frames: int,
+    field: ForceField | None = None,
+    loop: ClosedLoop | None = None,
+    plant=None,
+    middle: list | None = None,
+):
+    """End positions after `frames` frames from `start` under a field or a closed loop. `plant`: the
+    stepper that advances the frames (None: the solver); `middle` collects the positions half-way."""
     state_io.restore(solver, start)
+    if plant is not None:
+        plant.reset()
     if field is not None:
         field.apply(solver)
-    for _ in range(frames):
+    for frame in range(frames):
         if loop is not None:
             loop.before_frame(solver)
-        solver.step_frame()
+        if plant is None:
+            solver.step_frame()
+        else:
+            plant.advance(solver)
+        if middle is not None and frame + 1 == frames // 2:
+            middle.append(solver.positions())
     if loop is not None:
         loop.stop(solver)
     solver.clear_force_field()
     return solver.positions()
 
 
-def _cem(solver, start, frames, scorer, make_field, mean, std, iterations, samples, rng, clip):
-    """Cross-entropy search: sample, keep the best quarter, refit; returns the best (score, params) seen."""
-    best = (scorer(_rollout(solver, start, frames, make_field(mean))).score, mean.copy())
+def _cem(rollout, start, frames, scorer, make_field, mean, std, iterations, samples, rng, clip):
+    """Cross-entropy search: sample, keep the best quarter, refit; returns the best (score, params) seen.
+    `rollout(start, frames, field)` gives the end positions."""
+    best = (scorer(rollout(start, frames, make_field(mean))).score, mean.copy())
     rollouts = 1
     for _ in range(iterations):
         candidates = [clip(mean + std * rng.normal(size=mean.shape)) for _ in range(samples)]
         scores = []
         for params in candidates:
-            scores.append(scorer(_rollout(solver, start, frames, make_field(params))).score)
+            scores.append(scorer(rollout(start, frames, make_field(params))).score)
             rollouts += 1
             if scores[-1] < best[0]:
                 best = (scores[-1], params)
@@ -295,12 +304,34 @@ def _clip_vectors(params: np.ndarray, dim: int) -> np.ndarray:
 
 
 def run_case(
-    case: Case, solver, controller: Controller | None, budget: Budget, family: str | None, seed: int = 0
+    case: Case,
+    solver,
+    controller: Controller | None,
+    budget: Budget,
+    family: str | None,
+    seed: int = 0,
+    critic: Critic | None = None,
+    candidates: int | None = None,
+    scenes: SceneSolvers | None = None,
+    plant=None,
 ) -> dict:
+    """Every method on one case, each advanced by `plant` (a stepper; None: the solver). A case on an app
+    scene runs on that scene's solver (from `scenes`, with its plant), with the critic that fits it and
+    the smaller search budget."""
     from control.data import _seed_state
 
-    family_name, index = case.scene.split(":")
-    _seed_state(solver, family_name, HELD_OUT_SEED, int(index), case.warmup_frames)
+    if family_case(case.scene):
+        family_name, index = case.scene.split(":")
+        _seed_state(solver, family_name, HELD_OUT_SEED, int(index), case.warmup_frames)
+    else:
+        scenes = scenes if scenes is not None else SceneSolvers()
+        solver, scene_critic, scene_plant = scenes.start(case)
+        critic = scene_critic if candidates is None or candidates > 1 else None
+        plant = scene_plant if plant is not None else None
+        smaller = Budget.smaller()
+        budget = Budget(*(min(a, b) for a, b in zip(astuple(budget), astuple(smaller))))
+        if controller is not None and controller.spec.dim != solver.dim:
+            return {"name": case.name, "skipped": f"{controller.name} is {controller.spec.dim}D"}
     cells, h = control_grid(solver)
     keys = solver.config.force_keys
     start = state_io.snapshot(solver)
@@ -316,10 +347,12 @@ def run_case(
     dim = len(cells)
     clip = partial(_clip_vectors, dim=dim)
     out = {"name": case.name, "origin": case.origin, "kind": sketch.kind, "frames": frames, "methods": {}}
+    roll = partial(_rollout, solver, plant=plant)
+    middle: dict[str, list] = {m: [] for m in METHODS}  # half-way positions of each method's final run
 
     began = time.perf_counter()
     scorer = Scorer(sketch, target, mass, size)
-    scorer.no_force_rmse = scorer(_rollout(solver, start, frames)).mass_rmse
+    scorer.no_force_rmse = scorer(roll(start, frames, middle=middle["none"])).mass_rmse
     methods, final = out["methods"], {}
     final["none"] = solver.positions()
     methods["none"] = scorer(final["none"])
@@ -332,7 +365,7 @@ def run_case(
     lift[1] = G if sketch.kind == "region" else 0.0
     initial = 0.5 * G * toward / max(np.linalg.norm(toward), 1e-9) + lift
     (score, vector), rollouts = _cem(
-        solver,
+        roll,
         start,
         frames,
         scorer,
@@ -344,18 +377,20 @@ def run_case(
         rng,
         clip,
     )
-    final["constant"] = _rollout(solver, start, frames, constant_field(vector, keys, cells, frames))
+    final["constant"] = roll(
+        start, frames, constant_field(vector, keys, cells, frames), middle=middle["constant"]
+    )
     methods["constant"] = scorer(final["constant"])
     methods["constant"].seconds, methods["constant"].rollouts = time.perf_counter() - began, rollouts + 1
     methods["constant"].extra = {"vector": vector.tolist()}
 
     if controller is not None:
         began = time.perf_counter()
-        loop = ClosedLoop(controller, sketch, frames, seed=seed)
-        final["ours"] = _rollout(solver, start, frames, loop=loop)
+        loop = ClosedLoop(controller, sketch, frames, seed=seed, critic=critic, candidates=candidates)
+        final["ours"] = roll(start, frames, loop=loop, middle=middle["ours"])
         methods["ours"] = scorer(final["ours"])
         methods["ours"].seconds = time.perf_counter() - began
-        methods["ours"].extra = {"plan_ms": loop.plan_ms}
+        methods["ours"].extra = {"plan_ms": loop.plan_ms, "candidates": loop.candidates}
 
     began = time.perf_counter()
 
@@ -366,7 +401,7 @@ def run_case(
 
     seed_params = np.broadcast_to(vector, net).reshape(-1).copy()
     (score, params), rollouts = _cem(
-        solver,
+        roll,
         start,
         frames,
         scorer,
@@ -378,11 +413,13 @@ def run_case(
         rng,
         clip,
     )
-    final["oracle"] = _rollout(solver, start, frames, net_field(params))
+    final["oracle"] = roll(start, frames, net_field(params), middle=middle["oracle"])
     methods["oracle"] = scorer(final["oracle"])
     methods["oracle"].seconds, methods["oracle"].rollouts = time.perf_counter() - began, rollouts + 1
     out["final"] = final  # final positions per method, for the plots (not written to JSON)
+    out["middle"] = {m: rows[0] for m, rows in middle.items() if rows}
     out["sketch"], out["start"], out["target"] = sketch, x0, target
+    out["size"] = tuple(size)
     return out
 
 
@@ -409,6 +446,7 @@ def summarise(results: list[dict]) -> dict:
                 "score": float(np.mean([o.score for o in rows])),
                 "primary": float(np.mean([o.primary for o in rows])),
                 "mass_rmse": float(np.mean([o.mass_rmse for o in rows])),
+                "spray": float(np.mean([o.spray for o in rows])),
                 "seconds": float(np.mean([o.seconds for o in rows])),
                 "rollouts": float(np.mean([o.rollouts for o in rows])),
             }
@@ -437,7 +475,11 @@ def summarise(results: list[dict]) -> dict:
 def case_json(result: dict) -> dict:
     if "methods" not in result:
         return result
-    out = {k: v for k, v in result.items() if k not in ("final", "sketch", "start", "target", "methods")}
+    out = {
+        k: v
+        for k, v in result.items()
+        if k not in ("final", "middle", "sketch", "start", "target", "methods")
+    }
     out["methods"] = {name: vars(o) for name, o in result["methods"].items()}
     return out
 
@@ -481,13 +523,58 @@ def plot(results: list[dict], summary: dict, folder: Path, family: str) -> list[
                     else stroke
                 )
                 ax.plot(closed[:, 0], closed[:, 1], color="C3", lw=1.2)
-            ax.set_xlim(0, 1), ax.set_ylim(0, 1), ax.set_aspect("equal"), ax.set_xticks([]), ax.set_yticks([])
+            size = result["size"]
+            ax.set_xlim(0, size[0]), ax.set_ylim(0, size[1]), ax.set_aspect("equal")
+            ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"{method} {result['methods'][method].score:.2f}", fontsize=8)
     fig.tight_layout()
     examples_png = folder / f"control_{family}_examples.png"
     fig.savefig(examples_png)
     plt.close(fig)
-    return [scores_png, examples_png]
+    return [scores_png, examples_png, *case_sheets(done, methods, folder, family)]
+
+
+def _draw_sketch(ax, sketch) -> None:
+    for stroke in sketch.paths:
+        ax.plot(stroke[:, 0], stroke[:, 1], color="C3", lw=1.4)
+        ax.annotate(
+            "", stroke[-1, :2], stroke[max(0, len(stroke) - 4), :2], arrowprops={"color": "C3", "width": 1.2}
+        )
+    for region in sketch.regions:
+        closed = np.concatenate([region, region[:1]])
+        ax.plot(closed[:, 0], closed[:, 1], color="C3", lw=1.4)
+
+
+def case_sheets(done: list[dict], methods: list[str], folder: Path, family: str) -> list[Path]:
+    """One PNG per case: each method's fluid at the window's start, middle and end (x-y; 3D seen from the
+    front), with the sketch drawn, the score in the title."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for k, result in enumerate(done):
+        size = result["size"]
+        fig, axes = plt.subplots(
+            len(methods), 3, figsize=(7.5, 7.5 * len(methods) / 3 * size[1] / size[0] + 0.4), dpi=90
+        )
+        axes = np.atleast_2d(axes)
+        for row, method in zip(axes, methods):
+            frames = [result["start"], result["middle"].get(method), result["final"][method]]
+            for col, (ax, x) in enumerate(zip(row, frames)):
+                if x is not None:
+                    ax.scatter(x[:, 0], x[:, 1], s=0.2, color="C0")
+                _draw_sketch(ax, result["sketch"])
+                ax.set_xlim(0, size[0]), ax.set_ylim(0, size[1]), ax.set_aspect("equal")
+                ax.set_xticks([]), ax.set_yticks([])
+                when = ("start", "middle", "end")[col]
+                score = f" (score {result['methods'][method].score:.2f})" if col == 2 else ""
+                ax.set_title(f"{method}: {when}{score}", fontsize=8)
+        fig.suptitle(f"{family}: {result['name']}", fontsize=9)
+        fig.tight_layout()
+        path = folder / f"control_{family}_case{k}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
 
 
 def evaluate_control(
@@ -499,24 +586,71 @@ def evaluate_control(
     budget: Budget | None = None,
     plots: Path | None = None,
     progress: bool = True,
+    candidates: int | None = None,
+    plant: str = "solver",
+    scene_cases_too: bool = True,
 ) -> tuple[dict, list[dict]]:
+    """`candidates` fields per plan (None: the controller's default for the dimension), chosen by the
+    family's learned stepper (1: no critic). `plant`:
+    what advances every method's frames, "solver" or "hybrid" (the window's default mode)."""
     from tqdm import tqdm
 
     from neural.data import _family_solver
 
     solver = _family_solver(family, for_controller=True)
     controller = Controller.load(weights) if weights is not None else None
-    if cases is None:
-        cases = generated_cases(family, solver, generated) + load_cases(default_cases(family))[:drawn]
-    results = []
+    critic = family_critic(family) if candidates is None or candidates > 1 else None
+    if plant not in PLANTS:
+        raise ValueError(f"unknown plant {plant!r}; choose one of {', '.join(PLANTS)}")
+    plant_stepper = family_plant(family) if plant == "hybrid" else None
+    if cases is None:  # held-out generated cases, the first drawn ones, and every case on an app scene
+        listed = load_cases(default_cases(family))
+        drawn_cases = [c for c in listed if family_case(c.scene)][:drawn]
+        scene_cases = [c for c in listed if not family_case(c.scene)] if scene_cases_too else []
+        cases = generated_cases(family, solver, generated) + drawn_cases + scene_cases
+    results, scenes = [], SceneSolvers()
     for k, case in enumerate(tqdm(cases, desc=f"eval control {family}", unit="case", disable=not progress)):
         budget = budget or Budget.for_dim(len(solver.config.size))
-        results.append(run_case(case, solver, controller, budget, family, seed=k))
+        results.append(
+            run_case(case, solver, controller, budget, family, k, critic, candidates, scenes, plant_stepper)
+        )
+    scenes.close()
     summary = summarise(results)
     summary["family"], summary["weights"] = family, str(weights)
+    summary["critic"] = None if critic is None else critic.name
+    summary["candidates"] = max(
+        [r["methods"]["ours"].extra["candidates"] for r in results if "ours" in r.get("methods", {})],
+        default=1,
+    )
+    summary["plant"] = plant
+    if plant_stepper is not None:
+        summary["plant_weights"] = plant_stepper.weights
     if plots is not None:
         summary["plots"] = [str(p) for p in plot(results, summary, plots, family)]
     return summary, [case_json(r) for r in results]
+
+
+def family_critic(family: str) -> Critic | None:
+    """The family's own learned stepper as the critic (None when it has no shipped weights)."""
+    from neural.model import load_weights
+    from neural.stepper import find_weights_dir
+
+    path = find_weights_dir() / f"{family}.safetensors"
+    return Critic(load_weights(path), family) if path.is_file() else None
+
+
+def family_plant(family: str):
+    """The family's hybrid stepper (its shipped weights and guard), as the window would run it."""
+    from neural.catalog import make_stepper
+    from neural.families import random_scene
+    from neural.stepper import HybridStepper
+    from sim.scene import parse_scene
+
+    scene = parse_scene(random_scene(family, np.random.default_rng(0), True), f"<{family}>")
+    stepper, message = make_stepper("hybrid", scene, model=family)
+    if not isinstance(stepper, HybridStepper):
+        raise ValueError(f"no hybrid plant for {family}: {message}")
+    return stepper
 
 
 def default_cases(family: str) -> Path:

@@ -34,6 +34,17 @@ class ForceField:
     def peak(self) -> float:
         return float(np.linalg.norm(self.values, axis=-1).max(initial=0.0))
 
+    def rest(self, offset: int, frames: int) -> ForceField:
+        """What is left of this field `offset` frames into its window, as a field over the next `frames`
+        frames (its keys resampled in time; held at the last key past the window's end)."""
+        keys = len(self.values)
+        if keys == 1:
+            return ForceField(self.values.copy(), frames)
+        s = np.clip((offset + np.linspace(0.0, frames, keys)) / max(self.frames, 1) * (keys - 1), 0, keys - 1)
+        lo = np.minimum(s.astype(int), keys - 2)
+        a = (s - lo).reshape(-1, *(1,) * (self.values.ndim - 1))
+        return ForceField(self.values[lo] * (1 - a) + self.values[lo + 1] * a, frames)
+
     def apply(self, solver, start_time: float | None = None) -> None:
         """Install the field on `solver` from `start_time` (default: now) for the window."""
         start = solver.time if start_time is None else start_time

@@ -45,6 +45,10 @@ class Sketch:
     def empty(self) -> bool:
         return not self.paths and not self.regions
 
+    @property
+    def dim(self) -> int:
+        return (self.paths + self.regions)[0].shape[1]
+
     def target(self) -> np.ndarray:
         """Where the fluid should end up: the mean end of the paths, else the regions' centre."""
         if self.paths:

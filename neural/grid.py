@@ -94,6 +94,35 @@ def g2p(x: torch.Tensor, field: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
     return (flat[:, index] * weight[None]).sum(-1).T
 
 
+def _batch_stencil(x: torch.Tensor, grid: ModelGrid) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stencils of a batch of particle sets (B, N, dim), indexing a (B * nodes) flat grid."""
+    batch, n = x.shape[:2]
+    index, weight = _stencil(x.reshape(batch * n, grid.dim), grid)
+    nodes = int(np.prod(grid.shape))
+    offset = torch.arange(batch, device=x.device).repeat_interleave(n) * nodes
+    return index + offset[:, None], weight
+
+
+def p2g_batch(x: torch.Tensor, values: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
+    """p2g for B particle sets at once: x (B, N, dim), values (B, N, K) -> (B, K, *shape)."""
+    batch, n, k = values.shape
+    index, weight = _batch_stencil(x, grid)
+    nodes = int(np.prod(grid.shape))
+    out = torch.zeros(batch * nodes, k, dtype=values.dtype, device=values.device)
+    flat = values.reshape(batch * n, k)
+    out.index_add_(0, index.reshape(-1), (weight[:, :, None] * flat[:, None, :]).reshape(-1, k))
+    return out.reshape(batch, nodes, k).transpose(1, 2).reshape(batch, k, *grid.shape)
+
+
+def g2p_batch(x: torch.Tensor, field: torch.Tensor, grid: ModelGrid) -> torch.Tensor:
+    """g2p for B particle sets at once: x (B, N, dim), field (B, K, *shape) -> (B, N, K)."""
+    batch, n = x.shape[:2]
+    index, weight = _batch_stencil(x, grid)
+    k = field.shape[1]
+    flat = field.reshape(batch, k, -1).transpose(0, 1).reshape(k, -1)  # (K, B * nodes)
+    return (flat[:, index] * weight[None]).sum(-1).T.reshape(batch, n, k)
+
+
 def advect(x: torch.Tensor, velocities: torch.Tensor, grid: ModelGrid, frame_dt: float):
     """Particles moved through M sub-interval grid velocities (M, dim, *shape), kept inside the domain, as
     the solver's advect_frame does (without colliders): returns the new positions and the velocity at the

@@ -74,15 +74,18 @@ def project(
     frame_dt: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Project (M, dim, *grid) grid velocities; `fractions` (4, *grid) are the volume fractions at the
-    frame's start and `solid` (*grid) the solid mask. Returns the projected velocities and the largest
-    divergence before and after, in 1/s, on the water nodes."""
+    frame's start, or (M, 4, *grid), one set per row (several states projected in one call), and `solid`
+    (*grid) the solid mask. Returns the projected velocities and the largest divergence before and
+    after, in 1/s, on the water nodes."""
     dim = velocities.shape[1]
+    per_row = fractions.dim() == velocities.dim()
     u = wall_condition(velocities.float(), solid.float(), h)
     open_nodes = (solid < 0.5).to(u.dtype)
-    fluid = ((fractions[WATER] >= FLUID_FRACTION) & (solid < 0.5)).to(u.dtype)
+    water = fractions[:, WATER] if per_row else fractions[WATER]
+    fluid = ((water >= FLUID_FRACTION) & (solid < 0.5)).to(u.dtype)
     if not bool(fluid.any()):
         return velocities, {"divergence_before": 0.0, "divergence_after": 0.0}
-    phi = fractions.sum(0)
+    phi = fractions.sum(1 if per_row else 0)
     target = RELAX * (phi - PHI_REST).clamp_min(0.0) / frame_dt * fluid
     div = divergence(u, h)
     rhs = (div - target) * fluid  # (M, *grid)

@@ -219,14 +219,16 @@ def test_session_sketch_in_hybrid_mode_applies_the_plan_and_moves_the_water():
         mass = session.solver.masses()
         here = centroid(x, mass)
         if sketched:
-            messages = session.sketch([[here.tolist(), (here + [0.25, 0.0]).tolist()]], window_frames=30)
+            # an arrow straight up: the free collapse takes the water the other way, so only a push
+            # can bring it nearer the stroke's end (and the critic's choice of no force never wins)
+            messages = session.sketch([[here.tolist(), (here + [0.0, 0.2]).tolist()]], window_frames=30)
             assert "steering" in messages[-1]
         paths = [session.tick().path for _ in range(30)]
         if sketched:
             assert session.control.plan_ms and "sketch control" in session.control_status()
             assert session.sketch_strokes() and session.frame_view().strokes
         assert "neural" in paths
-        runs[sketched] = centroid(session.solver.positions(), mass)[0]
+        runs[sketched] = centroid(session.solver.positions(), mass)[1]
         session.close()
     assert runs[True] > runs[False] + 0.02, runs
 
@@ -280,7 +282,71 @@ def test_eval_control_pipeline_on_a_small_case_file(tmp_path, family_solver, con
     assert summary["none"]["score"] == pytest.approx(summary["none"]["primary"] + 1.0)
     assert summary["plan_ms"]["plans"] >= 2
     (tmp_path / "bad.toml").write_text(
-        '[[case]]\nname = "x"\nscene = "dam_break"\nwindow_frames = 5\nstrokes = []\n'
+        '[[case]]\nname = "x"\nscene = "no_such_scene"\nwindow_frames = 5\nstrokes = []\n'
     )
     with pytest.raises(ValueError, match="FAMILY:INDEX"):
         load_cases(tmp_path / "bad.toml")
+
+
+def test_the_critic_prefers_a_push_toward_the_strokes_end(family_solver):
+    """The learned critic (control.critic) rolls candidate fields out with the learned stepper and scores
+    them as the eval does: of a push toward an arrow's end and one away from it, it picks the first, and
+    its rollout of the push moves the water as the solver's does (same sign, same order of size)."""
+    from control.condition import centroid
+    from control.critic import Critic
+    from control.evaluate import _rollout, family_critic
+    from control.forcefield import G, constant_field
+
+    critic = family_critic("water2d")
+    assert isinstance(critic, Critic)
+    start = _held_out(family_solver, 3, 30)
+    mass = family_solver.masses()
+    here = centroid(start.particles["x"], mass)
+    sketch = parse_sketch([[here.tolist(), (here + [0.3, 0.0]).tolist()]], SIZE, CELL).sketch
+    cells, keys = tuple(family_solver.force_cells), family_solver.config.force_keys
+    toward, away = (constant_field([s * G, 0.0], keys, cells, 30) for s in (1.0, -1.0))
+    state = critic.capture(family_solver)
+    best, scores = critic.choose(state, [away.values, toward.values], 30, sketch, SIZE)
+    assert best == 1 and scores[1] < min(scores[0], scores[2]), scores  # toward beats away and no force
+    learned = centroid(critic.rollout(state, [toward.values], 30)[0], mass)[0] - here[0]
+    solved = centroid(_rollout(family_solver, start, 30, toward), mass)[0] - here[0]
+    assert learned > 0.02 and 0.5 < learned / solved < 2.0, (learned, solved)
+
+
+def test_spray_is_the_mass_in_isolated_cells():
+    from control.score import spray_share
+
+    rng = np.random.default_rng(0)
+    block = rng.uniform([0.1, 0.0], [0.4, 0.2], (4000, 2))  # a dense body: every cell has neighbours
+    mass = np.ones(4000)
+    assert spray_share(block, mass, SIZE) < 0.01
+    droplets = np.concatenate([block, rng.uniform([0.5, 0.4], [1.0, 1.0], (200, 2))])
+    share = spray_share(droplets, np.ones(4200), SIZE)
+    assert 0.03 < share <= 200 / 4200 + 1e-9, share
+
+
+def test_eval_control_runs_a_case_file_on_a_builtin_scene(tmp_path):
+    """A case may name an app scene: it runs on that scene's solver at the scene's resolution, from
+    warmup_frames after its start, with the critic that fits it, and writes its frame sheet."""
+    from control.controller import weights_dir
+    from control.evaluate import Budget, evaluate_control, load_cases
+
+    (tmp_path / "cases.toml").write_text(
+        '[[case]]\nname = "arrow on the dam break"\nscene = "dam_break"\nwarmup_frames = 3\n'
+        "window_frames = 6\nstrokes = [[[0.2, 0.1], [0.35, 0.1], [0.45, 0.12]]]\n"
+    )
+    cases = load_cases(tmp_path / "cases.toml")
+    summary, results = evaluate_control(
+        "water2d",
+        weights_dir() / "water2d.safetensors",
+        cases,
+        budget=Budget(1, 2, 1, 2),
+        plots=tmp_path,
+        progress=False,
+        candidates=2,
+    )
+    assert summary["cases"] == 1 and not summary["skipped"], summary["skipped"]
+    for method in ("none", "constant", "ours", "oracle"):
+        assert np.isfinite(summary[method]["score"]) and 0.0 <= summary[method]["spray"] <= 1.0
+    assert results[0]["size"] == (0.584, 0.584)  # the scene's own domain, not the family's
+    assert (tmp_path / "control_water2d_case0.png").stat().st_size > 10_000
