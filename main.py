@@ -61,6 +61,28 @@ def _add_mode_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_device_option(p: argparse.ArgumentParser, dest: str = "device") -> None:
+    from neural.device import DEVICE_CHOICES
+
+    p.add_argument(
+        "--device",
+        dest=dest,
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="torch device of the networks (auto: CUDA when Taichi runs on CUDA and torch sees a GPU)",
+    )
+
+
+def _start_device(choice: str, arch: str) -> None:
+    """The networks' torch device (neural.device); a device that is not there is a one-line error."""
+    from neural.device import DeviceError, set_device
+
+    try:
+        set_device(choice, arch)
+    except DeviceError as e:
+        raise UserError(str(e)) from None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from sim.arch import init_taichi
     from sim.scene import load_scene
@@ -70,7 +92,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UserError("--frames must be at least 1")
     scene = load_scene(args.scene, {"seed": args.seed} if args.seed is not None else None)
     check_writable(args.out)
-    init_taichi(args.arch)
+    _start_device(args.device, init_taichi(args.arch))
     stepper = _stepper(args, scene)
     try:
         summary = simulate(scene, args.frames, args.out, advance=stepper.advance)
@@ -91,7 +113,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     parse_size(args.size)
     output_kind(args.out)  # an unwritable output fails before any simulation
-    init_taichi(args.arch)
+    _start_device(args.device, init_taichi(args.arch))
     result = record(
         args.scene,
         args.frames,
@@ -387,6 +409,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         from sim.bench import sim_records as suite
     arch = init_taichi(args.arch)
+    _start_device(args.device, arch)
     run_benchmarks(suite, args.json, arch=arch, quick=args.quick)
     return 0
 
@@ -428,7 +451,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
     from app.gui.launch import NoDisplayError, run_gui
 
     try:
-        return run_gui(args.gui_scene, args.gui_arch)
+        return run_gui(args.gui_scene, args.gui_arch, args.gui_device)
     except NoDisplayError as e:
         import subprocess
 
@@ -451,6 +474,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
             str(out),
             "--arch",
             args.gui_arch or "auto",
+            "--device",
+            args.gui_device,
         ]
         return subprocess.call(command)
 
@@ -480,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--arch", dest="gui_arch", choices=ARCH_CHOICES, default="auto", help="app: Taichi backend"
     )
+    _add_device_option(parser, "gui_device")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("scenes", help="list the built-in scenes")
@@ -491,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output .npz")
     p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed (particle jitter)")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    _add_device_option(p)
     _add_mode_options(p)
     p.set_defaults(func=cmd_simulate)
 
@@ -513,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--script", type=Path, default=None, help="TOML timeline of interactions")
     p.add_argument("--seed", type=int, default=None, help="overrides the scene's seed")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    _add_device_option(p)
     _add_mode_options(p)
     p.add_argument("--control-model", default=None, help="sketch controller NAME (in assets/control) or PATH")
     p.set_defaults(func=cmd_record)
@@ -664,6 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the records")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")
+    _add_device_option(p)
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -83,13 +83,14 @@ class Controller:
         """`count` force fields drawn in one batched sampling call (each from its own noise); the first
         is the field `plan` gives for the same seed. `steps` overrides the DDIM steps."""
         cond = torch.from_numpy(condition(fluid, sketch, frames * self.spec.frame_dt, h))[None]
+        cond = cond.to(next(self.model.parameters()).device)
         generator = torch.Generator().manual_seed(seed)
         samples = self.model.sample(
             cond.expand(count, *cond.shape[1:]), steps or self.steps, self.guidance, generator
         )
         keys, dim = self.spec.keys, self.spec.dim
         fields = []
-        for sample in samples:
+        for sample in samples.cpu():
             values = sample.numpy().reshape(keys, dim, *sample.shape[1:]) * self.spec.label_scale
             fields.append(ForceField(np.moveaxis(values, 1, -1), frames))
         return fields

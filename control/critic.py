@@ -20,8 +20,9 @@ import torch
 
 from control.score import Scorer, implied_target
 from control.sketch import Sketch
+from neural.device import current, network_autocast
 from neural.grid import ModelGrid, assemble_features, g2p_batch, p2g_batch, velocity_of
-from neural.model import GridStepper, WeightsError, bf16_autocast, load_weights
+from neural.model import GridStepper, WeightsError, load_weights
 from sim.forcefield import upsample
 
 # The critic adds this many times the spray share (control.score.spray_share) to a candidate's score:
@@ -46,7 +47,7 @@ class Critic:
         if choice.path is None:
             return None, f"no critic: {choice.reason}"
         try:
-            network = load_weights(Path(choice.path))
+            network = load_weights(Path(choice.path)).to(current())
         except WeightsError as e:
             return None, f"no critic: {e}"
         problem = check_fits(network.spec, scene)
@@ -111,8 +112,11 @@ class Critic:
                 ]
             )
             previous = torch.stack([velocity_of(one) for one in features])
-            with bf16_autocast(self.spec.autocast):
-                velocities = self.model(features, gravity=state.gravity).float()  # (K, M, dim, *shape)
+            device = next(self.model.parameters()).device
+            with network_autocast(self.spec.autocast, device):
+                velocities = (
+                    self.model(features.to(device), gravity=state.gravity).float().cpu()
+                )  # (K, M, dim, *)
             steps = velocities.shape[1]
             for m in range(steps):
                 x = x + frame_dt / steps * g2p_batch(x, velocities[:, m], grid)

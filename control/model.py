@@ -19,6 +19,7 @@ from torch import nn
 
 from control.condition import CONDITION_CHANNELS, fluid_channels_count
 from control.forcefield import MAX_CONTROL_ACCEL
+from neural import device
 from neural.model import load_state, read_weights, write_weights
 
 WEIGHTS_VERSION = 1
@@ -211,13 +212,14 @@ class ForceDiffusion(nn.Module):
         unconditional prediction (classifier-free guidance, twice the network calls)."""
         n = cond.shape[0]
         shape = (n, self.spec.field_channels, *cond.shape[2:])
-        x = torch.randn(shape, generator=generator, dtype=cond.dtype)
+        # the noise is drawn on the CPU, so a seed gives the same plan on any device
+        x = torch.randn(shape, generator=generator, dtype=cond.dtype).to(cond.device)
         times = torch.linspace(TIMESTEPS, 0, steps + 1).round()
         guided = guidance != 1.0
         both = torch.cat([cond, self.drop_sketch(cond)]) if guided else cond
         for t, t_next in zip(times[:-1], times[1:]):
             inputs = torch.cat([x, x]) if guided else x
-            eps = self.net(inputs, both, t.repeat(inputs.shape[0]))
+            eps = self.net(inputs, both, t.repeat(inputs.shape[0]).to(cond.device))
             if guided:
                 conditional, unconditional = eps.chunk(2)
                 eps = unconditional + guidance * (conditional - unconditional)
@@ -237,4 +239,4 @@ def load_control(path: Path) -> ForceDiffusion:
     spec, tensors = read_weights(path, ControlSpec, WEIGHTS_VERSION)
     model = ForceDiffusion(spec)
     load_state(model, tensors, Path(path))
-    return model
+    return model.to(device.current())

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from neural import device
 from neural.guard import Guard
 from neural.model import ModelSpec, WeightsError, load_weights, spec_problem
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
@@ -118,7 +119,7 @@ def make_stepper(mode: str, scene, model: str | None = None, guard_mode: str = "
     if choice.path is None:
         return NumericalStepper(), f"{mode} unavailable: {choice.reason}; running numerically"
     try:
-        network = load_weights(choice.path)
+        network = load_weights(choice.path).to(device.current())
     except WeightsError as e:
         return NumericalStepper(), f"{mode} unavailable: {e}; running numerically"
     problem = check_fits(network.spec, scene)

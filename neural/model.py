@@ -123,10 +123,12 @@ class GridStepper(nn.Module):
         base = velocity[:, None].expand(-1, m, *velocity.shape[1:])
         if not self.spec.physics_prior:
             return base
-        g = torch.as_tensor(self.spec.gravity if gravity is None else gravity, dtype=features.dtype)
+        g = torch.as_tensor(
+            self.spec.gravity if gravity is None else gravity, dtype=features.dtype, device=features.device
+        )
         accel = features[:, N_MATERIALS + d + 1 : N_MATERIALS + 2 * d + 1] + g.view(1, d, *([1] * d))
         fluid = 1.0 - features[:, N_MATERIALS + d : N_MATERIALS + d + 1]  # no push into walls
-        times = (torch.arange(m, dtype=features.dtype) + 0.5) * self.spec.frame_dt / m
+        times = (torch.arange(m, dtype=features.dtype, device=features.device) + 0.5) * self.spec.frame_dt / m
         return base + times.view(1, m, 1, *([1] * d)) * (accel * fluid)[:, None]
 
     def forward(self, features: torch.Tensor, residual: bool = False, gravity=None) -> torch.Tensor:

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neural.device import network_autocast
 from neural.grid import N_MATERIALS, PAD, ModelGrid, assemble_features, velocity_of
 from neural.guard import Audit, Guard, GuardScores, disagreement
-from neural.model import GridStepper, bf16_autocast
+from neural.model import GridStepper
 from neural.projection import project
 from sim import state as state_io
 from sim.solver import MPMSolver, NonFiniteError, StepStats
@@ -123,18 +124,20 @@ class NeuralStepper:
         features = self.features(solver, grid)
         t1 = time.perf_counter()
         gravity = solver.gravity.to_numpy().astype(np.float32)
-        device = next(self.model.parameters()).device.type
-        with bf16_autocast(self.autocast and device == "cpu"):
+        device = next(self.model.parameters()).device  # the CPU, or the GPU of --device (neural.device)
+        features = features.to(device)
+        with network_autocast(self.autocast, device):
             velocities = self.model(features[None], gravity=gravity)[0]  # (M, dim, *grid)
         t2 = time.perf_counter()
         split = {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
         if self.projection:
+            walls = self._walls.to(device)
             velocities, self.last_projection = project(
-                velocities.float(), features[:N_MATERIALS], self._walls, grid.h, self.spec.frame_dt
+                velocities.float(), features[:N_MATERIALS], walls, grid.h, self.spec.frame_dt
             )
             split["projection"] = (time.perf_counter() - t2) * 1e3
         order = (0, *range(2, 2 + grid.dim), 1)
-        out = velocities.float().permute(order).contiguous().numpy()
+        out = velocities.float().permute(order).contiguous().cpu().numpy()
         return out, split, grid
 
     def advance(self, solver: MPMSolver) -> StepReport:

@@ -133,7 +133,9 @@ def _pacing(scene: str, frames: int) -> dict:
         "sim_speed": (session.solver.time - sim_start) / wall,
         "particles": session.solver.n,
         # the stalls: (displayed frame, ms, what it ran), so a regression can be traced to its cause
-        "stalls": [(int(k), round(float(frame_ms[k]), 1), shown[k]) for k in np.flatnonzero(frame_ms > STALL_MS)],
+        "stalls": [
+            (int(k), round(float(frame_ms[k]), 1), shown[k]) for k in np.flatnonzero(frame_ms > STALL_MS)
+        ],
     }
     window.close()
     pump()

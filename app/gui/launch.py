@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication
 from app.gui.errors import describe
 from app.gui.viewport import surface_format
 from app.gui.window import MainWindow
-from sim.arch import BackendError, init_taichi
+from sim.arch import BackendError, active_arch, init_taichi
 
 DEFAULT_SCENE = "dam_break"
 _APP: QApplication | None = None
@@ -70,9 +70,15 @@ def open_window(scene: str | Path, play: bool = True, overrides: dict | None = N
         return window
 
 
-def run_gui(scene: str | Path = DEFAULT_SCENE, arch: str = "auto") -> int:
+def run_gui(scene: str | Path = DEFAULT_SCENE, arch: str = "auto", device: str = "auto") -> int:
+    from neural.device import DeviceError, set_device
+
     app = application()
     note = start_taichi(arch)
+    try:
+        set_device(device, active_arch())
+    except DeviceError as e:  # the networks stay on the CPU; the window says why
+        note = f"{note + '; ' if note else ''}{e}; the networks run on the CPU"
     window = open_window(scene)
     window.show()
     if note:
