@@ -25,6 +25,7 @@ from sim.budget import MAX_SPEED, REFUSE_FRAME_SECONDS, frame_seconds
 from sim.build import build_solver
 from sim.colliders import Collider
 from sim.emitters import Emitter
+from sim.forcefield import upsample
 from sim.materials import MATERIAL_NAMES, resolve
 from sim.scene import Scene, SceneError, load_scene, parse_obstacle
 from sim.solver import Brush, CapacityError, NonFiniteError
@@ -524,9 +525,15 @@ class Session:
         )
 
     def force_arrows(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The active ForceField at the current time, one arrow per control cell with any force."""
+        """The active ForceField at the current time, one arrow per control cell with any force; before the
+        controller's first checked plan is applied, its quick preview (drawn, not applied)."""
         field_values = self.solver.force_field()
         t0, t1 = self.solver.force_window
+        preview = self.control.preview if self.control is not None else None
+        if (field_values is None or not t0 <= self.solver.time <= t1) and preview is not None:
+            field_values, t0, t1 = preview.values, self.solver.time, self.solver.time + 1.0
+            if field_values.shape[1:-1] != tuple(self.solver.force_cells):
+                field_values = upsample(field_values, tuple(self.solver.force_cells))
         if field_values is None or not t0 <= self.solver.time <= t1:
             return None
         keys = field_values.shape[0]

@@ -34,8 +34,14 @@ SAMPLE_STEPS = 10
 CANDIDATES = 8
 CANDIDATES_3D = 4
 HORIZON_3D = 20
+# In the window (asynchronous plans) a plan must land while the sketch's window is still running, on a machine
+# whose other core runs the simulation: 4 fields looking 20 frames ahead (about a quarter of a full plan's
+# cost; the probe in the README). Record and eval wait for their plans and use the full critic.
+WINDOW_CANDIDATES = 4
+WINDOW_HORIZON = 20
 # The window's first answer to a stroke: one field in this many DDIM steps (within 50 ms on one thread),
-# shown at once and replaced when the critic's choice is ready.
+# shown at once as arrows but not applied: an unchecked sample can be wild (one flung the whole dam break
+# at the ceiling before the critic's choice landed). The critic's choice is applied when it is ready.
 QUICK_STEPS = 5
 # Classifier-free guidance weight, chosen on tuning cases (seeds neither training nor eval uses): 3 beat
 # 1 on both families and matched 6 (docs in the README).
@@ -164,6 +170,7 @@ class ClosedLoop:
         self.replan_every, self.asynchronous, self.seed = replan_every, asynchronous, seed
         if candidates is None:
             candidates = CANDIDATES if sketch.dim == 2 else CANDIDATES_3D
+            candidates = min(candidates, WINDOW_CANDIDATES) if asynchronous else candidates
         self.critic, self.candidates = critic, candidates if critic is not None else 1
         self.keep_plan = keep_plan
         self._installed_at = 0  # the loop's frame when the field in force was installed
@@ -171,6 +178,7 @@ class ClosedLoop:
         self.plan_ms: list[float] = []
         self.response_ms: list[float] = []  # the window's quick first plans
         self.field: ForceField | None = None
+        self.preview: ForceField | None = None  # the window's quick first plan: drawn, not applied
         self._pending: Future | None = None
         self._preview: Future | None = None
         self.size = None  # the domain, read with the fluid at each plan
@@ -209,6 +217,7 @@ class ClosedLoop:
             fields = self.controller.candidates(fluid, sketch, frames, h, self.candidates, seed)
             fields += [kept] if kept is not None else []
             horizon = HORIZON_3D if len(self.size) == 3 else None
+            horizon = WINDOW_HORIZON if self.asynchronous else horizon
             values = [f.values for f in fields]
             best, _ = self.critic.choose(state, values, frames, sketch, self.size, horizon)
             field = fields[best] if best is not None else ForceField(np.zeros_like(values[0]), frames)
@@ -244,7 +253,7 @@ class ClosedLoop:
         self._pending = self._pool.submit(self._plan, *args, state, kept)
 
     def _install(self, solver, field: ForceField) -> None:
-        self.field, self._installed_at = field, self.elapsed
+        self.field, self._installed_at, self.preview = field, self.elapsed, None
         field.apply(solver)  # the loop clears it when its window ends
 
     def before_frame(self, solver) -> None:
@@ -255,8 +264,7 @@ class ClosedLoop:
             field, self._pending, self._preview = self._pending.result(), None, None
             self._install(solver, field)
         elif self._preview is not None and self._preview.done():
-            field, self._preview = self._preview.result(), None
-            self._install(solver, field)
+            self.preview, self._preview = self._preview.result(), None
         due = self._last_plan is None or self.elapsed - self._last_plan >= self.replan_every
         if due and self._pending is None and self.frames - self.elapsed >= self.replan_every // 2:
             self._request(solver)
