@@ -172,9 +172,11 @@ class ClosedLoop:
             candidates = CANDIDATES if sketch.dim == 2 else CANDIDATES_3D
             candidates = min(candidates, WINDOW_CANDIDATES) if asynchronous else candidates
         self.critic, self.candidates = critic, candidates if critic is not None else 1
+        # how many frames ahead the critic looks (None: to the window's end)
+        self.horizon = WINDOW_HORIZON if asynchronous else (HORIZON_3D if sketch.dim == 3 else None)
         self.keep_plan = keep_plan
         self._installed_at = 0  # the loop's frame when the field in force was installed
-        self.elapsed = 0  # frames since the loop began
+        self.elapsed = 0  # frames since the first field came into force
         self.plan_ms: list[float] = []
         self.response_ms: list[float] = []  # the window's quick first plans
         self.field: ForceField | None = None
@@ -216,10 +218,8 @@ class ClosedLoop:
         else:
             fields = self.controller.candidates(fluid, sketch, frames, h, self.candidates, seed)
             fields += [kept] if kept is not None else []
-            horizon = HORIZON_3D if len(self.size) == 3 else None
-            horizon = WINDOW_HORIZON if self.asynchronous else horizon
             values = [f.values for f in fields]
-            best, _ = self.critic.choose(state, values, frames, sketch, self.size, horizon)
+            best, _ = self.critic.choose(state, values, frames, sketch, self.size, self.horizon)
             field = fields[best] if best is not None else ForceField(np.zeros_like(values[0]), frames)
         self.plan_ms.append((time.perf_counter() - began) * 1000)
         return field
@@ -268,7 +268,10 @@ class ClosedLoop:
         due = self._last_plan is None or self.elapsed - self._last_plan >= self.replan_every
         if due and self._pending is None and self.frames - self.elapsed >= self.replan_every // 2:
             self._request(solver)
-        self.elapsed += 1
+        # The window counts from the first field in force: in the window a checked plan may take seconds
+        # to land, and a sketch whose window ran out while it was planned would do nothing at all.
+        if self.field is not None:
+            self.elapsed += 1
 
     def stop(self, solver=None) -> None:
         if solver is not None:

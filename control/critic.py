@@ -13,16 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from control.score import Scorer, implied_target
 from control.sketch import Sketch
-from neural.device import current, network_autocast
+from neural.device import network_autocast
 from neural.grid import ModelGrid, assemble_features, g2p_batch, p2g_batch, velocity_of
-from neural.model import GridStepper, WeightsError, load_weights
+from neural.model import GridStepper
 from sim.forcefield import upsample
 
 # The critic adds this many times the spray share (control.score.spray_share) to a candidate's score:
@@ -40,20 +39,16 @@ class Critic:
 
     @classmethod
     def for_scene(cls, scene, model: str | None = None) -> tuple[Critic | None, str]:
-        """(critic, message): the learned stepper's weights that fit the scene, as the hybrid picks them."""
-        from neural.catalog import check_fits, resolve_model
+        """(critic, message): the learned stepper's weights that fit the scene, chosen and loaded as the
+        hybrid's are (neural.catalog.make_stepper)."""
+        from neural.catalog import make_stepper
+        from neural.stepper import NeuralStepper
 
-        choice = resolve_model(model, scene)
-        if choice.path is None:
-            return None, f"no critic: {choice.reason}"
-        try:
-            network = load_weights(Path(choice.path)).to(current())
-        except WeightsError as e:
-            return None, f"no critic: {e}"
-        problem = check_fits(network.spec, scene)
-        if problem:
-            return None, f"no critic: {choice.path.name}: {problem}"
-        return cls(network, Path(choice.path).stem), f"critic {Path(choice.path).stem}"
+        stepper, message = make_stepper("neural", scene, model)
+        if not isinstance(stepper, NeuralStepper):
+            reason = message.removeprefix("neural unavailable: ").removesuffix("; running numerically")
+            return None, f"no critic: {reason}"
+        return cls(stepper.model, stepper.weights), f"critic {stepper.weights}"
 
     # -------------------------------------------------------------------------------- rollouts
     def capture(self, solver) -> CriticState:
