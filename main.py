@@ -199,8 +199,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_trajectories=args.max_trajectories,
         pushforward_after=args.pushforward_after,
         pushforward_share=args.pushforward_share,
+        pushforward_frames=args.pushforward_frames,
+        early_share=args.early_share,
+        init=args.init,
     )
-    result = train(cfg)
+    from neural.model import WeightsError
+
+    try:
+        result = train(cfg)
+    except WeightsError as e:  # --init weights that are missing, corrupt or for other data
+        raise UserError(str(e)) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
         print(f"wrote {out}: {result}")
     return 0
@@ -591,6 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pushforward-share", type=float, default=0.5, help="share of each batch from the model's own frame"
     )
+    p.add_argument(
+        "--pushforward-frames", type=int, default=1, help="a pushforward pick unrolls 1..N of its own frames"
+    )
+    p.add_argument(
+        "--early-share", type=float, default=0.0, help="share of each batch from trajectories' first frames"
+    )
+    p.add_argument("--init", type=Path, default=None, help="fine-tune these weights (their scales are kept)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_train)

@@ -19,7 +19,7 @@ from neural.device import network_autocast
 from neural.grid import N_MATERIALS, PAD, ModelGrid, assemble_features, velocity_of
 from neural.guard import Audit, Guard, GuardScores, disagreement
 from neural.model import GridStepper
-from neural.projection import project
+from neural.projection import project, projects
 from sim import state as state_io
 from sim.solver import MPMSolver, NonFiniteError, StepStats
 
@@ -72,8 +72,8 @@ class NeuralStepper:
         self.spec = model.spec
         self.weights = weights_name
         self.autocast = bool(self.spec.autocast if autocast is None else autocast)
-        # Project the predicted velocities onto water-preserving fields (neural.projection).
-        self.projection = projection and "water" in self.spec.materials
+        # Project the predicted velocities onto volume-preserving fields (neural.projection).
+        self.projection = projection and projects(self.spec.materials)
         self._solid_key = None
         self._solid = None
         self._previous_velocity = None

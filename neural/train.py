@@ -28,6 +28,7 @@ from neural.grid import N_MATERIALS
 from neural.model import GridStepper, ModelSpec, bf16_autocast, save_weights
 
 MATERIALS = ("water", "jelly", "snow", "sand")
+EARLY_FRAMES = 12
 
 
 @dataclass
@@ -45,6 +46,11 @@ class TrainConfig:
     # through it), so the model learns to answer its own errors, compression among them.
     pushforward_after: float = 0.3
     pushforward_share: float = 0.5
+    pushforward_frames: int = 1  # each pushforward pick unrolls 1..this many of the model's own frames
+    # A share of each batch drawn from the first EARLY_FRAMES frames of the trajectories: a resting
+    # column's first frames (the onset of a collapse), which uniform sampling visits in 1 pick of 8.
+    early_share: float = 0.0
+    init: Path | None = None  # start from these weights (fine-tuning; their scales are kept)
     resume: bool = False
     seed: int = 0
     checkpoint_every: int = 250
@@ -124,30 +130,34 @@ class Shards:
 
 
 @torch.no_grad()
-def pushforward(model: GridStepper, shards: Shards, picks: list[tuple[int, int]], clean: torch.Tensor):
-    """The features of frame k+1 as the model itself would produce them from frame k (`clean`, the
-    shard's features of frame k): predict, project as the stepper does, advect the shard's particles
-    and transfer them again. The external acceleration of frame k+1 is the shard's."""
+def pushforward(
+    model: GridStepper, shards: Shards, picks: list[tuple[int, int]], clean: torch.Tensor, steps: list[int]
+) -> torch.Tensor:
+    """The features of frame k+n as the model itself would produce them in n frames from frame k (`clean`,
+    the shard's features of frame k; n from `steps`, one per pick): predict, project as the stepper does,
+    advect the particles (the shard's at frame k, then the model's own) and transfer them again. The
+    external acceleration of each frame is the shard's."""
     from neural.grid import advect, frame_features, velocity_of
-    from neural.projection import project
+    from neural.projection import project, projects
 
     spec = model.spec
     out = []
-    for (t, k), f in zip(picks, clean):
+    for (t, k), f, n in zip(picks, clean, steps):
         p = shards.particles(t)
         grid = p["grid"]
         gravity = torch.tensor(shards.metas[t].get("gravity", spec.gravity))
-        velocities = model(f[None], gravity=gravity)[0]
-        if "water" in spec.materials:
-            velocities, _ = project(velocities, f[:N_MATERIALS], p["walls"], grid.h, spec.frame_dt)
-        x, v = advect(torch.from_numpy(np.asarray(p["x"][k], np.float32)), velocities, grid, spec.frame_dt)
-        nxt = torch.from_numpy(np.asarray(shards.features[t][k + 1], np.float32))
-        accel = nxt[N_MATERIALS + spec.dim + 1 : N_MATERIALS + 2 * spec.dim + 1]
-        out.append(
-            frame_features(
+        x = torch.from_numpy(np.asarray(p["x"][k], np.float32))
+        for m in range(n):
+            velocities = model(f[None], gravity=gravity)[0]
+            if projects(spec.materials):
+                velocities, _ = project(velocities, f[:N_MATERIALS], p["walls"], grid.h, spec.frame_dt)
+            x, v = advect(x, velocities, grid, spec.frame_dt)
+            nxt = torch.from_numpy(np.asarray(shards.features[t][k + m + 1], np.float32))
+            accel = nxt[N_MATERIALS + spec.dim + 1 : N_MATERIALS + 2 * spec.dim + 1]
+            f = frame_features(
                 x, v, p["mass"], p["volume"], p["material"], p["solid"], accel, velocity_of(f), grid
             )
-        )
+        out.append(f)
     return torch.stack(out)
 
 
@@ -304,8 +314,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         gravity=meta0.get("gravity", [0.0, -9.81][:dim]),
         autocast=dim == 3 if cfg.autocast is None else cfg.autocast,
     )
-    spec = dataclasses.replace(spec, **fit_scales(shards, spec))
-    model = GridStepper(spec)
+    init_record = None
+    if cfg.init is not None:  # read before training: the weights written at the end may replace the file
+        model = _initial_model(cfg.init, spec)
+        spec = model.spec
+        init_record = _init_record(cfg.init)
+    else:
+        spec = dataclasses.replace(spec, **fit_scales(shards, spec))
+        model = GridStepper(spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-5)
     start, rows = load_checkpoint(cfg.run_dir, model, optimizer) if cfg.resume else (0, [])
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -318,16 +334,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_schedule(step, cfg.steps)
-        picks = [(t, int(rng.integers(frames_per[t]))) for t in rng.choice(train_ids, cfg.batch)]
+        chosen = rng.choice(train_ids, cfg.batch)
+        picks = [(t, _pick_frame(rng, frames_per[t], cfg.early_share)) for t in chosen]
         features, targets = shards.batch(picks)
         if step >= cfg.pushforward_after * cfg.steps and cfg.pushforward_share > 0:
             # The first picks start one frame earlier, from the model's own output of that frame.
             n = int(round(cfg.pushforward_share * cfg.batch))
             own = [i for i, (_, k) in enumerate(picks[:n]) if k > 0]
             if own:
-                early = [(picks[i][0], picks[i][1] - 1) for i in own]
+                unroll = [
+                    int(rng.integers(1, min(cfg.pushforward_frames, picks[i][1]) + 1))
+                    if cfg.pushforward_frames > 1
+                    else 1
+                    for i in own
+                ]
+                early = [(picks[i][0], picks[i][1] - m) for i, m in zip(own, unroll)]
                 clean, _ = shards.batch(early)
-                features[own] = pushforward(model, shards, early, clean)
+                features[own] = pushforward(model, shards, early, clean, unroll)
         # Noise on the input velocities, with clean targets: the model learns to correct its own drift.
         k = N_MATERIALS
         for lo in (k, k + 2 * dim + 1):
@@ -364,7 +387,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "batch": cfg.batch,
             "lr": cfg.lr,
             "noise": cfg.noise,
-            "pushforward": {"after": cfg.pushforward_after, "share": cfg.pushforward_share},
+            "pushforward": {
+                "after": cfg.pushforward_after,
+                "share": cfg.pushforward_share,
+                "frames": cfg.pushforward_frames,
+            },
+            "early": {"share": cfg.early_share, "frames": EARLY_FRAMES},
+            **({"init": init_record} if init_record else {}),
             "parameters": sum(p.numel() for p in model.parameters()),
             **provenance(rows, cfg.run_dir),
         }
@@ -372,6 +401,40 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return result
+
+
+def _pick_frame(rng: np.random.Generator, frames: int, early_share: float) -> int:
+    """A training frame of a trajectory: one of its first EARLY_FRAMES with probability early_share,
+    else any (no draw is spent on the choice when early_share is 0, so older runs replay)."""
+    if early_share > 0 and rng.random() < early_share:
+        return int(rng.integers(min(EARLY_FRAMES, frames)))
+    return int(rng.integers(frames))
+
+
+def _initial_model(path: Path, spec: ModelSpec) -> GridStepper:
+    """The weights to fine-tune, checked against the data's grid and materials."""
+    from neural.model import WeightsError, load_weights
+
+    model = load_weights(path)
+    for key in ("dim", "h", "frame_dt", "sub_intervals", "materials", "obstacles", "physics_prior"):
+        if getattr(model.spec, key) != getattr(spec, key):
+            raise WeightsError(
+                f"{path}: its {key} is {getattr(model.spec, key)!r}, the data's {getattr(spec, key)!r}"
+            )
+    return model
+
+
+def _init_record(path: Path) -> dict:
+    """Where fine-tuned weights started: the file, its digest and its own metadata's command and date."""
+    import hashlib
+
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return {
+        "weights": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        **{k: meta[k] for k in ("command", "date", "steps", "final_val_loss", "data") if k in meta},
+    }
 
 
 @torch.no_grad()

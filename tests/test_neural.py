@@ -1,5 +1,7 @@
 """The learned stepper: transfers, advection, guard, weights handling, and a small end-to-end pipeline."""
 
+import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -149,6 +151,31 @@ def test_datagen_train_calibrate_eval_end_to_end(tmp_path):
         progress=False,
     )
     assert json.loads(weights.with_suffix(".json").read_text())["steps"] == 14
+    # Fine-tuning from those weights, with early frames and pushforward unrolled over 1-3 of its own frames
+    # from the first step: the scales are the initial weights', and the metadata says where it started.
+    tuned = tmp_path / "tuned.safetensors"
+    config = TrainConfig(
+        "water2d",
+        data,
+        tuned,
+        tmp_path / "tune",
+        steps=4,
+        batch=2,
+        holdout=1,
+        pushforward_after=0.0,
+        pushforward_share=1.0,
+        pushforward_frames=3,
+        early_share=0.5,
+        init=weights,
+    )
+    assert np.isfinite(train(config, progress=False)["final_train_loss"])
+    meta = json.loads(tuned.with_suffix(".json").read_text())
+    assert meta["init"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert meta["pushforward"]["frames"] == 3 and meta["early"]["share"] == 0.5
+    assert load_weights(tuned).spec.v_scale == load_weights(weights).spec.v_scale
+    sand = next(p for p in SHIPPED if p.stem == "sand_ramps2d")
+    with pytest.raises(WeightsError, match="materials"):
+        train(dataclasses.replace(config, init=sand), progress=False)
     thresholds = calibrate("water2d", weights, rollouts=1, frames=4)["thresholds"]
     assert set(thresholds) == {
         "energy_gain",
