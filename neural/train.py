@@ -316,9 +316,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     )
     init_record = None
     if cfg.init is not None:  # read before training: the weights written at the end may replace the file
-        model = _initial_model(cfg.init, spec)
+        model, init_record = _initial_model(cfg.init, spec)
         spec = model.spec
-        init_record = _init_record(cfg.init)
     else:
         spec = dataclasses.replace(spec, **fit_scales(shards, spec))
         model = GridStepper(spec)
@@ -338,7 +337,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         picks = [(t, _pick_frame(rng, frames_per[t], cfg.early_share)) for t in chosen]
         features, targets = shards.batch(picks)
         if step >= cfg.pushforward_after * cfg.steps and cfg.pushforward_share > 0:
-            # The first picks start one frame earlier, from the model's own output of that frame.
+            # The first picks start 1..pushforward_frames frames earlier, from the model's own outputs.
             n = int(round(cfg.pushforward_share * cfg.batch))
             own = [i for i, (_, k) in enumerate(picks[:n]) if k > 0]
             if own:
@@ -411,8 +410,11 @@ def _pick_frame(rng: np.random.Generator, frames: int, early_share: float) -> in
     return int(rng.integers(frames))
 
 
-def _initial_model(path: Path, spec: ModelSpec) -> GridStepper:
-    """The weights to fine-tune, checked against the data's grid and materials."""
+def _initial_model(path: Path, spec: ModelSpec) -> tuple[GridStepper, dict]:
+    """The weights to fine-tune, checked against the data's grid and materials, and where they came from:
+    the file, its digest (load_weights has checked it against the metadata) and that metadata's provenance."""
+    import hashlib
+
     from neural.model import WeightsError, load_weights
 
     model = load_weights(path)
@@ -421,20 +423,13 @@ def _initial_model(path: Path, spec: ModelSpec) -> GridStepper:
             raise WeightsError(
                 f"{path}: its {key} is {getattr(model.spec, key)!r}, the data's {getattr(spec, key)!r}"
             )
-    return model
-
-
-def _init_record(path: Path) -> dict:
-    """Where fine-tuned weights started: the file, its digest and its own metadata's command and date."""
-    import hashlib
-
-    meta_path = path.with_suffix(".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return {
+    meta = json.loads(path.with_suffix(".json").read_text())  # load_weights has read it: it is there
+    record = {
         "weights": str(path),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": meta.get("sha256") or hashlib.sha256(path.read_bytes()).hexdigest(),
         **{k: meta[k] for k in ("command", "date", "steps", "final_val_loss", "data") if k in meta},
     }
+    return model, record
 
 
 @torch.no_grad()
