@@ -13,6 +13,12 @@ compress past its packing either, and unprojected learned sand did (largest volu
 solver's reached 1.5 on sand_ramps, sand piling up on the ramps instead of sliding off; projected, 1.7, and
 the guard let 97% of the frames through where it had stopped 44%).
 
+Nodes on walls are held too. A node's fraction is read against its capacity (ModelGrid.capacity: 1
+inside, 1/2 on a wall), so water on a wall node counts as full; the node's own velocity stays the wall's,
+but its divergence constrains its neighbours'. Without it the velocity one node off a wall, which the
+central divergence of that node does not read, was free to point into the wall: 3D learned water packed
+against dam_break_3d's walls to 1.9x its first frame's fraction (1.2 held).
+
 The constraint D(u + M G lam) = s, with D the central divergence, G = -D^T the central gradient and M
 the mask of non-solid nodes, gives the symmetric positive definite system (G^T M G) lam = D u - s on the
 held nodes, solved by conjugate gradients. Nodes without water or sand carry no constraint (a free
@@ -26,9 +32,10 @@ import torch
 
 WATER, SAND = 0, 3  # their volume-fraction channels (neural.grid, Material order)
 HELD = ("water", "sand")  # the materials whose volume a learned frame holds
-FLUID_FRACTION = 0.5  # nodes at least half full of water or sand are constrained
+FLUID_FRACTION = 0.5  # nodes at least half full (of their capacity) of water or sand are constrained
 PHI_REST = 1.02  # volume fraction taken as uncompressed (the solver's own bulk reads 1.00-1.02 here)
 RELAX = 1.0  # share of the excess compression removed per frame (all: water answers at once)
+MIN_CAPACITY = 0.1  # nodes with less room (deep in a wall) carry no constraint
 ITERATIONS = 60
 TOLERANCE = 1e-4
 
@@ -81,22 +88,28 @@ def project(
     velocities: torch.Tensor,
     fractions: torch.Tensor,
     solid: torch.Tensor,
+    capacity: torch.Tensor,
     h: float,
     frame_dt: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Project (M, dim, *grid) grid velocities; `fractions` (4, *grid) are the volume fractions at the
-    frame's start, or (M, 4, *grid), one set per row (several states projected in one call), and `solid`
-    (*grid) the solid mask. Returns the projected velocities and the largest divergence before and
-    after, in 1/s, on the water and sand nodes."""
+    frame's start, or (M, 4, *grid), one set per row (several states projected in one call), `solid`
+    (*grid) the solid mask and `capacity` (*grid) each node's room (ModelGrid.capacity). Returns the
+    projected velocities and the largest divergence before and after, in 1/s, on the held nodes."""
     dim = velocities.shape[1]
     per_row = fractions.dim() == velocities.dim()
     u = wall_condition(velocities.float(), solid.float(), h)
     open_nodes = (solid < 0.5).to(u.dtype)
+    room = capacity.clamp_min(MIN_CAPACITY)
     held = fractions[:, WATER] + fractions[:, SAND] if per_row else fractions[WATER] + fractions[SAND]
-    fluid = ((held >= FLUID_FRACTION) & (solid < 0.5)).to(u.dtype)
+    held = held / room
+    # A node constrains its neighbours' velocities; one with no open neighbour (a box's edge or
+    # corner on the walls) has none to move and is left out, or the system would be singular.
+    reach = sum(_shift(open_nodes, d, s) for d in range(dim) for s in (1, -1))
+    fluid = ((held >= FLUID_FRACTION) & (capacity >= MIN_CAPACITY) & (reach > 0)).to(u.dtype)
     if not bool(fluid.any()):
         return velocities, {"divergence_before": 0.0, "divergence_after": 0.0}
-    phi = fractions.sum(1 if per_row else 0)
+    phi = fractions.sum(1 if per_row else 0) / room
     target = RELAX * (phi - PHI_REST).clamp_min(0.0) / frame_dt * fluid
     div = divergence(u, h)
     rhs = (div - target) * fluid  # (M, *grid)

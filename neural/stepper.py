@@ -100,6 +100,7 @@ class NeuralStepper:
         if key != self._solid_key:
             self._solid = torch.from_numpy(grid.solid_mask(solver.colliders))
             self._walls = torch.from_numpy(grid.solid_mask(solver.colliders, walls_on_boundary=True))
+            self._capacity = torch.from_numpy(grid.capacity(solver.colliders))
             self._solid_key = key
         return self._solid
 
@@ -131,9 +132,9 @@ class NeuralStepper:
         t2 = time.perf_counter()
         split = {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
         if self.projection:
-            walls = self._walls.to(device)
+            walls, capacity = self._walls.to(device), self._capacity.to(device)
             velocities, self.last_projection = project(
-                velocities.float(), features[:N_MATERIALS], walls, grid.h, self.spec.frame_dt
+                velocities.float(), features[:N_MATERIALS], walls, capacity, grid.h, self.spec.frame_dt
             )
             split["projection"] = (time.perf_counter() - t2) * 1e3
         order = (0, *range(2, 2 + grid.dim), 1)

@@ -112,7 +112,7 @@ class Shards:
         return f, y
 
     def particles(self, t: int) -> dict:
-        """Trajectory t's particle arrays (positions memory-mapped) and its projection wall mask."""
+        """Trajectory t's particle arrays (positions memory-mapped), its projection wall mask and capacity."""
         if t not in self._particles:
             from neural.grid import ModelGrid
             from sim.scene import parse_scene
@@ -125,6 +125,7 @@ class Shards:
             arrays["x"] = _npz_array(self.paths[t], "x")
             arrays["grid"] = grid
             arrays["walls"] = torch.from_numpy(grid.solid_mask(scene.obstacles, walls_on_boundary=True))
+            arrays["capacity"] = torch.from_numpy(grid.capacity(scene.obstacles))
             self._particles[t] = arrays
         return self._particles[t]
 
@@ -150,7 +151,9 @@ def pushforward(
         for m in range(n):
             velocities = model(f[None], gravity=gravity)[0]
             if projects(spec.materials):
-                velocities, _ = project(velocities, f[:N_MATERIALS], p["walls"], grid.h, spec.frame_dt)
+                velocities, _ = project(
+                    velocities, f[:N_MATERIALS], p["walls"], p["capacity"], grid.h, spec.frame_dt
+                )
             x, v = advect(x, velocities, grid, spec.frame_dt)
             nxt = torch.from_numpy(np.asarray(shards.features[t][k + m + 1], np.float32))
             accel = nxt[N_MATERIALS + spec.dim + 1 : N_MATERIALS + 2 * spec.dim + 1]
