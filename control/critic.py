@@ -66,7 +66,6 @@ class Critic:
             volume=mass / density,
             material=state["material"],
             solid=grid.solid_mask(solver.colliders),
-            walls=grid.solid_mask(solver.colliders, walls_on_boundary=True),
             force_cells=tuple(solver.force_cells),
             force=_force_sampler(grid, tuple(solver.force_cells), solver._force_h),
             gravity=solver.gravity.to_numpy().astype(np.float32),
@@ -153,7 +152,6 @@ class CriticState:
     volume: np.ndarray
     material: np.ndarray
     solid: np.ndarray
-    walls: np.ndarray
     force_cells: tuple[int, ...]
     force: Callable[[np.ndarray], torch.Tensor]
     gravity: np.ndarray

@@ -34,7 +34,8 @@ MODEL_GRID_3D = 32  # the 3D families': 1/32 m cells
 FAMILY_MODEL_H = {f: DOMAIN / (MODEL_GRID if d == 2 else MODEL_GRID_3D) for f, d in FAMILY_DIM.items()}
 # Cells along the domain of each family's reference MPM (the data's resolution).
 FAMILY_SOLVER_GRID = {f: 128 if d == 2 else MODEL_GRID_3D for f, d in FAMILY_DIM.items()}
-COLUMN_PROBABILITY = {"water2d": 0.4}  # a resting column against a wall: the dam breaks of the app
+# A resting column against a wall: the dam breaks of the app (in 3D, dam_break_3d's tank is 0.2 m deep).
+COLUMN_PROBABILITY = {"water2d": 0.4, "water3d": 0.4}
 # The controllers' data keeps the scenes they were trained on: the family's model grid, no resting
 # columns (the stepper data's finer grid and columns came later; they would change the controllers' inputs).
 CONTROL_SOLVER_GRID = {f: round(DOMAIN / h) for f, h in FAMILY_MODEL_H.items()}
@@ -137,7 +138,9 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
     materials = FAMILY_MATERIALS[family]
     grid = (CONTROL_SOLVER_GRID if for_controller else FAMILY_SOLVER_GRID)[family]
     if not for_controller and family in COLUMN_PROBABILITY and rng.random() < COLUMN_PROBABILITY[family]:
-        return _scene(family, [_column(rng, obstacles)], obstacles, grid)
+        if dim == 3:
+            obstacles += _front_wall(rng)
+        return _scene(family, [_column(rng, obstacles, dim)], obstacles, grid)
     count = _body_count(family, rng)
     bodies, taken, particles = [], [], 0
     for k in range(count):
@@ -178,14 +181,27 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
     return _scene(family, bodies, obstacles, grid)
 
 
-def _column(rng, obstacles: list[dict]) -> dict:
+def _column(rng, obstacles: list[dict], dim: int = 2) -> dict:
     """A water column at rest against the left wall or the right one (the domain's or the random wall),
-    width 0.08-0.3 m and 1-2.5 times as high: a dam break."""
-    right = obstacles[0]["min"][0] if obstacles else DOMAIN
+    width 0.08-0.3 m and 1-2.5 times as high: a dam break. In 3D it fills the tank's depth (up to the
+    front wall, if there is one) and is lowered to stay within the family's particle budget."""
+    right = obstacles[0]["min"][0] if obstacles and obstacles[0]["min"][0] > 0 else DOMAIN
     width = float(rng.uniform(0.08, min(0.3, right / 3)))
     height = float(min(width * rng.uniform(1.0, 2.5), 0.7))
     lo = 0.0 if rng.random() < 0.5 else right - width
-    return {"material": "water", "shape": "box", "min": [lo, 0.0], "max": [lo + width, height]}
+    if dim == 2:
+        return {"material": "water", "shape": "box", "min": [lo, 0.0], "max": [lo + width, height]}
+    depth = min([o["min"][2] for o in obstacles if o["min"][2] > 0] + [DOMAIN])
+    height = min(height, MAX_PARTICLES_3D / family_particles("water3d", width * depth))
+    return {"material": "water", "shape": "box", "min": [lo, 0.0, 0.0], "max": [lo + width, height, depth]}
+
+
+def _front_wall(rng) -> list[dict]:
+    """Half the 3D columns stand in a narrow tank: a front wall 0.15-0.5 m from the back."""
+    if rng.random() < 0.5:
+        return []
+    depth = float(rng.uniform(0.15, 0.5))
+    return [{"shape": "box", "min": [0.0, 0.0, depth], "max": [DOMAIN] * 3, "boundary": "separate"}]
 
 
 def _scene(family: str, bodies: list[dict], obstacles: list[dict], grid: int) -> dict:

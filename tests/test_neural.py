@@ -252,6 +252,30 @@ def test_3d_family_scenes_are_valid_and_affordable(family):
         assert {b.material.name.lower() for b in scene.bodies} == {family[:-2]}
 
 
+def test_water3d_has_dam_breaks_in_narrow_tanks():
+    """Like water2d, water3d holds resting columns against a wall (dam_break_3d), half of them in a tank
+    narrowed by a front wall, each filling the tank's depth and inside the particle budget."""
+    columns, narrow = 0, 0
+    for seed in range(60):
+        raw = random_scene("water3d", np.random.default_rng(seed))
+        body = raw["body"][0]
+        if len(raw["body"]) != 1 or "velocity" in body or body["min"][2] > 0:  # blocks, or the fallback
+            continue
+        columns += 1
+        front = [o["min"][2] for o in raw["obstacle"] if o["min"][2] > 0]
+        depth = front[0] if front else 1.0
+        narrow += bool(front)
+        assert body["min"][1] == 0.0 and body["max"][2] == pytest.approx(depth) and body["min"][2] == 0.0
+        assert (
+            body["min"][0] == 0.0
+            or any(o["min"][0] == pytest.approx(body["max"][0]) for o in raw["obstacle"])
+            or body["max"][0] == 1.0
+        )
+        volume = float(np.prod(np.subtract(body["max"], body["min"])))
+        assert family_particles("water3d", volume) <= MAX_PARTICLES_3D
+    assert 15 <= columns <= 35 and 0 < narrow < columns
+
+
 def test_3d_transfers_agree_and_advection_stays_inside():
     """The torch features datagen trains on match the Taichi transfer the stepper runs on, in 3D too."""
     solver = build_solver(load_scene("dam_break_3d", {"grid": 20}))
