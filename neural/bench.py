@@ -116,7 +116,8 @@ def scene_records(result: dict, prefix: str = "neural") -> list[dict]:
 
 def latency_records_3d(quick: bool) -> list[dict]:
     """dam_break_3d: the hybrid with the water3d weights against the solver and fixed coarse grids."""
-    result = evaluate_scene("dam_break_3d", frames=10 if quick else 120, lowres=not quick)
+    sheet = None if quick else Path("docs") / "eval" / "dam_break_3d_sheet.png"
+    result = evaluate_scene("dam_break_3d", frames=10 if quick else 120, lowres=not quick, sheet=sheet)
     scene = load_scene("dam_break_3d")
     hybrid, _ = make_stepper("hybrid", scene, FAMILY_3D)
     solver = build_solver(scene)

@@ -49,7 +49,7 @@ class ModelGrid:
             outside |= c.signed_distance(flat) < 0
         return outside.reshape(self.shape).astype(np.float32)
 
-    def capacity(self, colliders=(), samples: int = 4) -> np.ndarray:
+    def capacity(self, colliders=(), samples: int = 2) -> np.ndarray:
         """(*shape) the volume fraction each node would read if all open space (inside the domain,
         outside obstacles) were filled at rest: 1 inside, about 1/2 on a wall, 1/4 in a 2D corner, 0
         deep in a solid. A node's fraction over its capacity is its compression, on walls as inside."""
