@@ -185,7 +185,7 @@ def _column(rng, obstacles: list[dict], dim: int = 2) -> dict:
     """A water column at rest against the left wall or the right one (the domain's or the random wall),
     width 0.08-0.3 m and 1-2.5 times as high: a dam break. In 3D it fills the tank's depth (up to the
     front wall, if there is one) and is lowered to stay within the family's particle budget."""
-    right = obstacles[0]["min"][0] if obstacles and obstacles[0]["min"][0] > 0 else DOMAIN
+    right = min([o["min"][0] for o in obstacles if o["min"][0] > 0] + [DOMAIN])  # the random right wall
     width = float(rng.uniform(0.08, min(0.3, right / 3)))
     height = float(min(width * rng.uniform(1.0, 2.5), 0.7))
     lo = 0.0 if rng.random() < 0.5 else right - width
