@@ -46,6 +46,7 @@ QUICK_STEPS = 5
 # Classifier-free guidance weight, chosen on tuning cases (seeds neither training nor eval uses): 3 beat
 # 1 on both families and matched 6 (docs in the README).
 DEFAULT_GUIDANCE = 3.0
+SCORE_AT_WINDOW_END = True
 
 
 def weights_dir() -> Path:
@@ -207,7 +208,15 @@ class ClosedLoop:
         )
 
     def _plan(
-        self, fluid, sketch, frames, h, seed, state: CriticState | None, kept: ForceField | None = None
+        self,
+        fluid,
+        sketch,
+        frames,
+        h,
+        seed,
+        state: CriticState | None,
+        kept: ForceField | None = None,
+        horizon: int | None = None,
     ) -> ForceField:
         """One plan: a single field, or with a critic the best of `candidates` by their learned rollouts;
         what is left of the plan in force (`kept`) competes too, so a re-plan never switches to a plan
@@ -219,8 +228,7 @@ class ClosedLoop:
             fields = self.controller.candidates(fluid, sketch, frames, h, self.candidates, seed)
             fields += [kept] if kept is not None else []
             values = [f.values for f in fields]
-            best, _ = self.critic.choose(state, values, frames, sketch, self.size, self.horizon)
-            field = fields[best] if best is not None else ForceField(np.zeros_like(values[0]), frames)
+            field = ForceField(self.critic.plan(state, values, frames, sketch, self.size, horizon), frames)
         self.plan_ms.append((time.perf_counter() - began) * 1000)
         return field
 
@@ -234,7 +242,11 @@ class ClosedLoop:
         cells, h = control_grid(solver)
         fluid = solver_fluid(solver)
         here = centroid(solver.positions(), solver.masses())
-        remaining = max(self.frames - self.elapsed, MIN_PLAN_FRAMES)
+        left = self.frames - self.elapsed
+        remaining = max(left, MIN_PLAN_FRAMES)
+        # The critic scores the fluid where the eval does, at the window's end: a late plan is drawn for
+        # MIN_PLAN_FRAMES (the model never saw shorter windows), but only `left` of its frames will run.
+        horizon = min(self.horizon or left, left) if SCORE_AT_WINDOW_END else self.horizon
         sketch = self.sketch.remaining(here, 1.5 * h)
         self.size = solver.config.size
         # what the critic needs is read here, on the main thread: the plan may run on the worker
@@ -246,11 +258,11 @@ class ClosedLoop:
         if self.field is not None and self.keep_plan:
             kept = self.field.rest(self.elapsed - self._installed_at, remaining)
         if self._pool is None:
-            self._install(solver, self._plan(*args, state, kept))
+            self._install(solver, self._plan(*args, state, kept, horizon))
             return
         if self.field is None and state is not None:  # the first answer to a stroke comes at once
             self._preview = self._pool.submit(self._quick_plan, *args)
-        self._pending = self._pool.submit(self._plan, *args, state, kept)
+        self._pending = self._pool.submit(self._plan, *args, state, kept, horizon)
 
     def _install(self, solver, field: ForceField) -> None:
         self.field, self._installed_at, self.preview = field, self.elapsed, None

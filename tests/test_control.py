@@ -313,6 +313,28 @@ def test_the_critic_prefers_a_push_toward_the_strokes_end(family_solver):
     assert learned > 0.02 and 0.5 < learned / solved < 2.0, (learned, solved)
 
 
+def test_the_critic_scores_each_plan_at_the_windows_end(family_solver, controller):
+    """A late re-plan is drawn for at least MIN_PLAN_FRAMES frames (the model saw no shorter windows),
+    but the critic must score the fluid where the eval does: at the window's end, not past it."""
+    from control.controller import ClosedLoop
+    from control.critic import Critic
+    from control.evaluate import _rollout, family_critic
+
+    horizons = []
+
+    class Recording(Critic):
+        def plan(self, state, fields, frames, sketch, size, horizon=None):
+            horizons.append(min(frames, horizon or frames))
+            return super().plan(state, fields, frames, sketch, size, horizon)
+
+    critic = family_critic("water2d")
+    start = _held_out(family_solver, 3, 30)
+    sketch = parse_sketch([[[0.3, 0.1], [0.6, 0.1]]], SIZE, CELL).sketch
+    loop = ClosedLoop(controller, sketch, 30, critic=Recording(critic.model), candidates=2)
+    _rollout(family_solver, start, 30, loop=loop)
+    assert horizons == [30, 22, 14, 6], horizons
+
+
 def test_spray_is_the_mass_in_isolated_cells():
     from control.score import spray_share
 
