@@ -46,7 +46,6 @@ QUICK_STEPS = 5
 # Classifier-free guidance weight, chosen on tuning cases (seeds neither training nor eval uses): 3 beat
 # 1 on both families and matched 6 (docs in the README).
 DEFAULT_GUIDANCE = 3.0
-SCORE_AT_WINDOW_END = True
 
 
 def weights_dir() -> Path:
@@ -246,7 +245,7 @@ class ClosedLoop:
         remaining = max(left, MIN_PLAN_FRAMES)
         # The critic scores the fluid where the eval does, at the window's end: a late plan is drawn for
         # MIN_PLAN_FRAMES (the model never saw shorter windows), but only `left` of its frames will run.
-        horizon = min(self.horizon or left, left) if SCORE_AT_WINDOW_END else self.horizon
+        horizon = min(self.horizon or left, left)
         sketch = self.sketch.remaining(here, 1.5 * h)
         self.size = solver.config.size
         # what the critic needs is read here, on the main thread: the plan may run on the worker

@@ -22,7 +22,15 @@ from control.forcefield import cap
 from control.score import Scorer, implied_target
 from control.sketch import Sketch
 from neural.device import network_autocast
-from neural.grid import N_MATERIALS, ModelGrid, assemble_features, g2p_batch, p2g_batch, velocity_of
+from neural.grid import (
+    N_MATERIALS,
+    ModelGrid,
+    SolidMasks,
+    assemble_features,
+    g2p_batch,
+    p2g_batch,
+    velocity_of,
+)
 from neural.model import GridStepper
 from neural.projection import project, projects
 from sim.forcefield import upsample
@@ -47,7 +55,7 @@ class Critic:
         self.spray_weight = spray_weight
         # Project the rollouts' velocities as the hybrid does (neural.projection)
         self.projects = PROJECTS and projects(self.spec.materials)
-        self._masks: tuple = (None, None)  # (key, (solid, walls, capacity)): the colliders rarely change
+        self._masks = SolidMasks()
 
     @classmethod
     def for_scene(cls, scene, model: str | None = None) -> tuple[Critic | None, str]:
@@ -64,13 +72,13 @@ class Critic:
 
     # -------------------------------------------------------------------------------- rollouts
     def capture(self, solver) -> CriticState:
-        """What a rollout needs from the solver, as plain arrays: taken on the main thread, so the rollout
-        can run on the planning thread (Taichi is not thread-safe)."""
+        """What a rollout needs from the solver, as arrays and tensors: taken on the main thread, so the
+        rollout can run on the planning thread (Taichi is not thread-safe)."""
         state = solver.particles()
         grid = ModelGrid(solver.dim, self.spec.h, solver.config.size)
         mass = solver.masses(state["slot"]).astype(np.float32)
         density = np.array([m.density for m in solver.slots], np.float32)[state["slot"]]
-        solid, walls, capacity = self._solid_masks(solver, grid)
+        masks = self._masks.update(grid, solver.colliders)
         return CriticState(
             grid=grid,
             x=state["x"].astype(np.float32),
@@ -78,26 +86,13 @@ class Critic:
             mass=mass,
             volume=mass / density,
             material=state["material"],
-            solid=solid,
-            walls=walls,
-            capacity=capacity,
+            solid=masks.solid,
+            walls=masks.walls.float() if self.projects else None,
+            capacity=masks.capacity.float() if self.projects else None,
             force_cells=tuple(solver.force_cells),
             force=_force_sampler(grid, tuple(solver.force_cells), solver._force_h),
             gravity=solver.gravity.to_numpy().astype(np.float32),
         )
-
-    def _solid_masks(self, solver, grid: ModelGrid) -> tuple:
-        """The network's solid mask, and the projection's wall mask and capacity when it projects (a 3D
-        capacity takes 0.4 s), kept while the grid and colliders stay the same."""
-        key = (grid, tuple(repr(c.describe()) for c in solver.colliders))
-        if self._masks[0] != key:
-            solid = grid.solid_mask(solver.colliders)
-            if self.projects:
-                walls = grid.solid_mask(solver.colliders, walls_on_boundary=True)
-                self._masks = (key, (solid, walls, grid.capacity(solver.colliders)))
-            else:
-                self._masks = (key, (solid, None, None))
-        return self._masks[1]
 
     @torch.no_grad()
     def rollout(
@@ -109,8 +104,8 @@ class Critic:
         them (PROJECTS), all K candidates' in one call."""
         grid, k = state.grid, len(fields)
         mass, volume = torch.from_numpy(state.mass), torch.from_numpy(state.volume)
-        one_hot = torch.nn.functional.one_hot(torch.from_numpy(state.material).long(), 4).float()
-        solid = torch.from_numpy(state.solid)
+        one_hot = torch.nn.functional.one_hot(torch.from_numpy(state.material).long(), N_MATERIALS).float()
+        solid = state.solid
         x = torch.from_numpy(state.x).expand(k, -1, -1).contiguous()
         v = torch.from_numpy(state.v).expand(k, -1, -1).contiguous()
         fields = [f if f.shape[1:-1] == state.force_cells else upsample(f, state.force_cells) for f in fields]
@@ -144,8 +139,8 @@ class Critic:
                 flat, _ = project(
                     velocities.flatten(0, 1),
                     fractions,
-                    torch.from_numpy(state.walls).float(),
-                    torch.from_numpy(state.capacity).float(),
+                    state.walls,
+                    state.capacity,
                     grid.h,
                     frame_dt,
                 )
@@ -165,24 +160,23 @@ class Critic:
         sketch: Sketch,
         size,
         horizon: int | None = None,
-    ) -> tuple[int | None, list[float]]:
+    ) -> tuple[int | None, list[float], np.ndarray, Scorer]:
         """The index of the field whose learned rollout (over `horizon` frames of the window, default all)
         the eval's score prefers, or None when no force at all does better (the flow already goes where
-        the sketch asks: pushing would overshoot); and the scores, the fields' then no force's. The
-        no-force rollout also sets the score's mass-error scale, as in the eval."""
-        best, scores, _ = self._choose(state, fields, frames, sketch, size, horizon)
-        return best, scores
-
-    def _choose(self, state, fields, frames, sketch, size, horizon):
+        the sketch asks: pushing would overshoot); the scores, the fields' then no force's; the end
+        positions (no force's first) and the scorer. The no-force rollout also sets the score's
+        mass-error scale, as in the eval."""
         ends = self.rollout(state, [np.zeros_like(fields[0]), *fields], frames, horizon)
         mass = state.mass.astype(np.float64)
         target = implied_target(state.x.astype(np.float64), mass, sketch, size)
         scorer = Scorer(sketch, target, mass, size)
         scorer.no_force_rmse = scorer(ends[0]).mass_rmse
-        outcomes = [scorer(end) for end in [*ends[1:], ends[0]]]
-        scores = [o.score + self.spray_weight * o.spray for o in outcomes]
+        scores = self._rate(scorer, [*ends[1:], ends[0]])
         best = int(np.argmin(scores))
-        return (best if best < len(fields) else None), scores, (ends, scorer)
+        return (best if best < len(fields) else None), scores, ends, scorer
+
+    def _rate(self, scorer: Scorer, ends) -> list[float]:
+        return [o.score + self.spray_weight * o.spray for o in map(scorer, ends)]
 
     def plan(
         self,
@@ -197,7 +191,7 @@ class Critic:
         CORRECTIONS, that choice plus a uniform push that would carry its predicted end centroid onto
         the target's (a shooting step: a uniform acceleration a moves a free body's centroid a t^2 / 2),
         at a few scales, kept only where the critic rates it better."""
-        best, scores, (ends, scorer) = self._choose(state, fields, frames, sketch, size, horizon)
+        best, scores, ends, scorer = self.choose(state, fields, frames, sketch, size, horizon)
         chosen = fields[best] if best is not None else np.zeros_like(fields[0])
         if not CORRECTIONS:
             return chosen
@@ -207,7 +201,7 @@ class Critic:
         push = 2.0 * (centroid(scorer.target, mass) - centroid(end, mass)) / t**2
         tried = [cap(chosen + scale * push) for scale in CORRECTIONS]
         corrected = self.rollout(state, tried, frames, horizon)
-        more = [o.score + self.spray_weight * o.spray for o in map(scorer, corrected)]
+        more = self._rate(scorer, corrected)
         if min(more) < min(scores):
             return tried[int(np.argmin(more))]
         return chosen
@@ -221,12 +215,12 @@ class CriticState:
     mass: np.ndarray
     volume: np.ndarray
     material: np.ndarray
-    solid: np.ndarray
+    solid: torch.Tensor
     force_cells: tuple[int, ...]
     force: Callable[[np.ndarray], torch.Tensor]
     gravity: np.ndarray
-    walls: np.ndarray | None = None  # the projection's wall mask and capacity (Critic.projects)
-    capacity: np.ndarray | None = None
+    walls: torch.Tensor | None = None  # the projection's wall mask and capacity (Critic.projects)
+    capacity: torch.Tensor | None = None
 
 
 def _force_sampler(grid: ModelGrid, cells: tuple[int, ...], h: float) -> Callable[[np.ndarray], torch.Tensor]:

@@ -186,3 +186,21 @@ def velocity_of(features: torch.Tensor) -> torch.Tensor:
 
 def n_channels(dim: int) -> int:
     return N_MATERIALS + 1 + 3 * dim
+
+
+class SolidMasks:
+    """The network's solid mask and the projection's wall mask (boundary nodes included) and capacity for
+    a grid and its colliders, as tensors, recomputed only when either changes (a 3D capacity takes 0.4 s)."""
+
+    def __init__(self):
+        self._key = None
+        self.solid = self.walls = self.capacity = None
+
+    def update(self, grid: ModelGrid, colliders) -> SolidMasks:
+        key = (grid, tuple(repr(c.describe()) for c in colliders))
+        if key != self._key:
+            self.solid = torch.from_numpy(grid.solid_mask(colliders))
+            self.walls = torch.from_numpy(grid.solid_mask(colliders, walls_on_boundary=True))
+            self.capacity = torch.from_numpy(grid.capacity(colliders))
+            self._key = key
+        return self

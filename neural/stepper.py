@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from neural.device import network_autocast
-from neural.grid import N_MATERIALS, PAD, ModelGrid, assemble_features, velocity_of
+from neural.grid import N_MATERIALS, PAD, ModelGrid, SolidMasks, assemble_features, velocity_of
 from neural.guard import Audit, Guard, GuardScores, disagreement
 from neural.model import GridStepper
 from neural.projection import project, projects
@@ -74,8 +74,7 @@ class NeuralStepper:
         self.autocast = bool(self.spec.autocast if autocast is None else autocast)
         # Project the predicted velocities onto volume-preserving fields (neural.projection).
         self.projection = projection and projects(self.spec.materials)
-        self._solid_key = None
-        self._solid = None
+        self._masks = SolidMasks()
         self._previous_velocity = None
 
     def reset(self) -> None:
@@ -94,19 +93,9 @@ class NeuralStepper:
     def grid_for(self, solver: MPMSolver) -> ModelGrid:
         return ModelGrid(solver.dim, self.spec.h, solver.config.size)
 
-    def _solid_mask(self, solver: MPMSolver, grid: ModelGrid) -> torch.Tensor:
-        """The network's solid mask; the projection's wall mask (boundary nodes included) beside it."""
-        key = (grid, tuple(repr(c.describe()) for c in solver.colliders))
-        if key != self._solid_key:
-            self._solid = torch.from_numpy(grid.solid_mask(solver.colliders))
-            self._walls = torch.from_numpy(grid.solid_mask(solver.colliders, walls_on_boundary=True))
-            self._capacity = torch.from_numpy(grid.capacity(solver.colliders))
-            self._solid_key = key
-        return self._solid
-
     def features(self, solver: MPMSolver, grid: ModelGrid) -> torch.Tensor:
         transfer = torch.from_numpy(solver.grid_transfer(grid.h, PAD, grid.shape))
-        solid = self._solid_mask(solver, grid)
+        solid = self._masks.update(grid, solver.colliders).solid
         if solver.force_active[None] or solver.n_brushes[None]:
             nodes = grid.node_positions().reshape(-1, grid.dim)
             accel = solver.external_acceleration(nodes, solver.time + solver.config.frame_dt / 2)
@@ -132,7 +121,7 @@ class NeuralStepper:
         t2 = time.perf_counter()
         split = {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
         if self.projection:
-            walls, capacity = self._walls.to(device), self._capacity.to(device)
+            walls, capacity = self._masks.walls.to(device), self._masks.capacity.to(device)
             velocities, self.last_projection = project(
                 velocities.float(), features[:N_MATERIALS], walls, capacity, grid.h, self.spec.frame_dt
             )

@@ -306,7 +306,7 @@ def test_the_critic_prefers_a_push_toward_the_strokes_end(family_solver):
     cells, keys = tuple(family_solver.force_cells), family_solver.config.force_keys
     toward, away = (constant_field([s * G, 0.0], keys, cells, 30) for s in (1.0, -1.0))
     state = critic.capture(family_solver)
-    best, scores = critic.choose(state, [away.values, toward.values], 30, sketch, SIZE)
+    best, scores, _, _ = critic.choose(state, [away.values, toward.values], 30, sketch, SIZE)
     assert best == 1 and scores[1] < min(scores[0], scores[2]), scores  # toward beats away and no force
     learned = centroid(critic.rollout(state, [toward.values], 30)[0], mass)[0] - here[0]
     solved = centroid(_rollout(family_solver, start, 30, toward), mass)[0] - here[0]
