@@ -17,7 +17,7 @@ from neural.evaluate import evaluate
 from neural.families import DOMAIN, FAMILY_DIM
 from neural.grid import ModelGrid
 from neural.model import bf16_autocast
-from neural.scene_eval import APP_SCENES, evaluate_scene, guard_records
+from neural.scene_eval import APP_SCENES, evaluate_long_run, evaluate_scene, guard_records
 from neural.stepper import NeuralStepper, find_weights_dir
 from sim.bench import missing_weights, record
 from sim.build import build_solver
@@ -153,6 +153,26 @@ def accuracy_records(prefix: str, report: dict) -> list[dict]:
     ]
 
 
+def long_run_records(result: dict) -> list[dict]:
+    """The resting pool after `frames` frames: the hybrid's mean height and cavities beside the solver's."""
+    base, hybrid, solver = f"neural.long_run.{result['scene']}", result["hybrid"], result["solver"]
+    share = hybrid["learned_share"]
+    return [
+        record(
+            f"{base}.height_ratio",
+            hybrid["mean_height"] / solver["mean_height"],
+            "",
+            learned_share=share,
+            frames=result["frames"],
+        ),
+        record(
+            f"{base}.hybrid.cavities", hybrid["cavities"], "", solver=solver["cavities"], learned_share=share
+        ),
+        record(f"{base}.hybrid.mean_height", hybrid["mean_height"], "m", solver=solver["mean_height"]),
+        record(f"{base}.learned_share", share, ""),
+    ]
+
+
 def neural_records(quick: bool = False) -> list[dict]:
     """Every 2D app scene with weights at its own resolution (120 frames), the guard over all of them,
     the water2d family's held-out rollouts, then the 3D suite."""
@@ -175,6 +195,12 @@ def neural_records(quick: bool = False) -> list[dict]:
         record("neural.guard.precision", precision, "", target=">= 0.5", needed_share=needed),
         record("neural.guard.recall", recall, "", target=">= 0.5"),
     ]
+    if not missing_weights(
+        find_weights_dir() / "water2d.safetensors",
+        "neural.long_run.dam_break",
+        "python main.py train --family water2d",
+    ):
+        records += long_run_records(evaluate_long_run("dam_break", frames=30 if quick else 600))
     weights = find_weights_dir() / f"{FAMILY}.safetensors"
     report = evaluate(FAMILY, weights, rollouts=1 if quick else 2, frames=20 if quick else 60)
     records += accuracy_records("neural.family", report)

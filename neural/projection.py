@@ -3,15 +3,27 @@
 The network predicts grid velocities; nothing in it forbids a compressing field, and compression that
 accumulates over learned frames is what the solver later inherits as pressure (LESSONS.md). Here the
 predicted field is changed as little as possible (least squares on the nodes outside solids) so that on
-every node that holds water or sand its divergence equals a target: zero, or the expansion that undoes the
-compression the particles already carry,
+every node that holds water or sand its divergence equals a target: zero, the expansion that undoes
+compression beyond `rest`, or, inside the bulk, the compression that closes what is emptier than full,
 
-    div u = relax * max(phi - phi_rest, 0) / frame_dt,
+    div u = relax * (max(phi - rest, 0) + min(phi - FULL, 0) [interior nodes only]) / frame_dt,
 
-with phi the volume fraction at the frame's start. Sand is held like water: a dense granular flow does not
-compress past its packing either, and unprojected learned sand did (largest volume fraction 2.6 where the
-solver's reached 1.5 on sand_ramps, sand piling up on the ramps instead of sliding off; projected, 1.7, and
-the guard let 97% of the frames through where it had stopped 44%).
+with phi the volume fraction at the frame's start. Both sides are needed over long runs: with the
+expansion alone, every overshoot of it was kept, and the window's resting dam_break pool ratcheted to
++60-75% of the solver's height, full of cavities (a 1200-frame probe). The compression acts only on
+interior water nodes (every neighbour held or solid, the node itself clear of walls), never on a free
+surface, which would be pulled in, nor on sand, which may be loose.
+
+`rest` is PHI_REST, or higher where the solver handed over a state more compressed than that: the solver's
+water loses volume as it settles (its settled dam_break pool reads up to 1.65 on this grid while its J
+reads 1.00), and relieving all of that in one learned frame threw the pool up (energy gain 0.05, the guard
+fell back, and the audit kept the hybrid on the solver for good). The stepper starts `rest` at the
+level the solver left, counted at the particles' J (compression_level), and lowers it by REST_DECAY a frame.
+
+Sand is held like water: a dense granular flow does not compress past its packing either, and
+unprojected learned sand did (largest volume fraction 2.6 where the solver's reached 1.5 on sand_ramps,
+sand piling up on the ramps instead of sliding off; projected, 1.7, and the guard let 97% of the frames
+through where it had stopped 44%).
 
 Nodes on walls are held too. A node's fraction is read against its capacity (ModelGrid.capacity: 1
 inside, 1/2 on a wall), so water on a wall node counts as full; the node's own velocity stays the wall's,
@@ -34,6 +46,8 @@ WATER, SAND = 0, 3  # their volume-fraction channels (neural.grid, Material orde
 HELD = ("water", "sand")  # the materials whose volume a learned frame holds
 FLUID_FRACTION = 0.5  # nodes at least half full (of their capacity) of water or sand are constrained
 PHI_REST = 1.02  # volume fraction taken as uncompressed (the solver's own bulk reads 1.00-1.02 here)
+FULL = 0.95  # interior water nodes emptier than this are closed again (a scene's first frame reads >= 0.96)
+REST_DECAY = 0.02  # per frame: a handed-over compression of 0.6 is relieved over half a second
 RELAX = 1.0  # share of the excess compression removed per frame (all: water answers at once)
 MIN_CAPACITY = 0.1  # nodes with less room (deep in a wall) carry no constraint
 ITERATIONS = 60
@@ -91,18 +105,20 @@ def project(
     capacity: torch.Tensor,
     h: float,
     frame_dt: float,
+    rest: float = PHI_REST,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Project (M, dim, *grid) grid velocities; `fractions` (4, *grid) are the volume fractions at the
     frame's start, or (M, 4, *grid), one set per row (several states projected in one call), `solid`
-    (*grid) the solid mask and `capacity` (*grid) each node's room (ModelGrid.capacity). Returns the
+    (*grid) the solid mask, `capacity` (*grid) each node's room (ModelGrid.capacity) and `rest` the
+    fraction above which compression is relieved (compression_level). Returns the
     projected velocities and the largest divergence before and after, in 1/s, on the held nodes."""
     dim = velocities.shape[1]
     per_row = fractions.dim() == velocities.dim()
     u = wall_condition(velocities.float(), solid.float(), h)
     open_nodes = (solid < 0.5).to(u.dtype)
     room = capacity.clamp_min(MIN_CAPACITY)
-    held = fractions[:, WATER] + fractions[:, SAND] if per_row else fractions[WATER] + fractions[SAND]
-    held = held / room
+    water = (fractions[:, WATER] if per_row else fractions[WATER]) / room
+    held = water + (fractions[:, SAND] if per_row else fractions[SAND]) / room
     # A node constrains its neighbours' velocities; one with no open neighbour (a box's edge or
     # corner on the walls) has none to move and is left out, or the system would be singular.
     reach = sum(_shift(open_nodes, d, s) for d in range(dim) for s in (1, -1))
@@ -110,7 +126,18 @@ def project(
     if not bool(fluid.any()):
         return velocities, {"divergence_before": 0.0, "divergence_after": 0.0}
     phi = fractions.sum(1 if per_row else 0) / room
-    target = RELAX * (phi - PHI_REST).clamp_min(0.0) / frame_dt * fluid
+    # Interior water: every neighbour held or solid (the masks' grid axes follow any batch axis). Sand
+    # is left loose: a granular flow dilates, and closing it jammed sand against sand_ramps' ramps.
+    lead = fluid.dim() - dim
+    cover = torch.maximum(fluid, 1 - open_nodes)
+    # Only nodes with all their room: near walls and obstacles the capacity is an estimate, and at
+    # dam_break_3d's first frame water one node off a wall read 0.84 (its open bulk 0.99-1.0).
+    interior = fluid * (water >= FLUID_FRACTION) * (capacity >= 0.99)
+    for d in range(dim):
+        for s in (1, -1):
+            interior = interior * _shift(cover, lead + d, s)
+    excess = (phi - rest).clamp_min(0.0) * fluid + (phi - FULL).clamp_max(0.0) * interior
+    target = RELAX * excess / frame_dt
     div = divergence(u, h)
     rhs = (div - target) * fluid  # (M, *grid)
 
@@ -140,3 +167,17 @@ def project(
         "divergence_after": float(after.abs().max()),
     }
     return projected.to(velocities.dtype), scores
+
+
+def compression_level(claimed: torch.Tensor, fractions: torch.Tensor, capacity: torch.Tensor) -> float:
+    """The rest under which a state the solver handed over is projected without expanding: the largest
+    volume fraction the particles *claim* on the held nodes, at least PHI_REST. `claimed` (*grid) counts
+    each water particle at its J (the volume the solver's pressure answers to) and the others at rest;
+    `fractions` (4, *grid) tell which nodes are held. Water squeezed to J 0.9 claims its rest fraction
+    and is relieved at once (it rebounds, as the solver's does); a settled pool packed to 1.65 at J 1.00
+    claims 1.65 and is relieved over REST_DECAY."""
+    room = capacity.clamp_min(MIN_CAPACITY)
+    held = (fractions[WATER] + fractions[SAND]) / room >= FLUID_FRACTION
+    if not bool(held.any()):
+        return PHI_REST
+    return max(PHI_REST, float((claimed / room)[held].max()))

@@ -16,12 +16,16 @@ import numpy as np
 import torch
 
 from neural.device import network_autocast
-from neural.grid import N_MATERIALS, PAD, ModelGrid, SolidMasks, assemble_features, velocity_of
-from neural.guard import Audit, Guard, GuardScores, disagreement
+from neural.grid import N_MATERIALS, PAD, ModelGrid, SolidMasks, assemble_features, p2g, velocity_of
+from neural.guard import Audit, Guard, GuardScores, disagreement, water_particles
 from neural.model import GridStepper
-from neural.projection import project, projects
+from neural.projection import PHI_REST, REST_DECAY, compression_level, project, projects
 from sim import state as state_io
 from sim.solver import MPMSolver, NonFiniteError, StepStats
+
+# A learned frame ends by spreading crowded particles at their own scale (MPMSolver.spread_crowding): a
+# step of at most a quarter cell, down the excess volume fraction's gradient.
+SPREAD_STRENGTH, SPREAD_STEP = 0.5, 0.25
 
 
 @dataclass
@@ -76,10 +80,13 @@ class NeuralStepper:
         self.projection = projection and projects(self.spec.materials)
         self._masks = SolidMasks()
         self._previous_velocity = None
+        self._rest: float | None = None  # the projection's rest: None reads it off the next state
 
     def reset(self) -> None:
-        """Forget the velocity history (after a reset, a load or a numerical frame)."""
+        """Forget the velocity history (after a reset, a load or a numerical frame); the next frame's
+        projection starts from the compression that state holds (neural.projection)."""
         self._previous_velocity = None
+        self._rest = None
 
     @property
     def history(self):
@@ -89,6 +96,7 @@ class NeuralStepper:
     @history.setter
     def history(self, value) -> None:
         self._previous_velocity = value
+        self._rest = None
 
     def grid_for(self, solver: MPMSolver) -> ModelGrid:
         return ModelGrid(solver.dim, self.spec.h, solver.config.size)
@@ -106,6 +114,14 @@ class NeuralStepper:
         self._previous_velocity = velocity_of(features)
         return features
 
+    def claimed_fraction(self, solver: MPMSolver, grid: ModelGrid) -> torch.Tensor:
+        """Each node's volume fraction as the solver's pressure counts it (*grid): water particles at
+        their J, the others at rest (neural.projection.compression_level)."""
+        state = solver.particles()
+        scale = np.where(water_particles(solver, state), state["J"], 1.0) if len(state["x"]) else []
+        volume = torch.from_numpy(np.asarray(scale, np.float64) * solver.p_vol / grid.h**grid.dim)
+        return p2g(torch.from_numpy(state["x"].astype(np.float64)), volume[:, None], grid)[0].float()
+
     @torch.no_grad()
     def predict(self, solver: MPMSolver) -> tuple[np.ndarray, dict[str, float], ModelGrid]:
         """Grid velocities (M, *grid, dim) for the coming frame, and the time each stage took."""
@@ -122,8 +138,14 @@ class NeuralStepper:
         split = {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
         if self.projection:
             walls, capacity = self._masks.walls.to(device), self._masks.capacity.to(device)
+            fractions = features[:N_MATERIALS]
+            if self._rest is None:
+                claimed = self.claimed_fraction(solver, grid).to(device)
+                self._rest = compression_level(claimed, fractions, capacity)
+            else:
+                self._rest = max(PHI_REST, self._rest - REST_DECAY)
             velocities, self.last_projection = project(
-                velocities.float(), features[:N_MATERIALS], walls, capacity, grid.h, self.spec.frame_dt
+                velocities.float(), fractions, walls, capacity, grid.h, self.spec.frame_dt, self._rest
             )
             split["projection"] = (time.perf_counter() - t2) * 1e3
         order = (0, *range(2, 2 + grid.dim), 1)
@@ -140,6 +162,7 @@ class NeuralStepper:
         # which is what the network was trained to read at the next frame's start.
         end = 1.5 * velocities[-1] - 0.5 * velocities[-2] if len(velocities) > 1 else velocities[-1]
         stats = solver.advect_frame(velocities, self.spec.h, PAD, end_velocity=end)
+        solver.spread_crowding(SPREAD_STRENGTH, SPREAD_STEP)
         split["advect"] = (time.perf_counter() - t) * 1e3
         return StepReport(
             "neural", (time.perf_counter() - start) * 1e3, split, weights=self.weights, stats=stats

@@ -554,6 +554,51 @@ class MPMSolver:
         self.time += self.config.frame_dt
         return self.finish_frame(0)
 
+    def spread_crowding(self, strength: float, max_step: float) -> None:
+        """Move particles out of crowded spots on the solver's own grid: each particle steps down the
+        gradient of its neighbourhood's excess volume fraction, max(phi - 1, 0), by strength * dx^2 per
+        unit gradient, at most max_step * dx. Positions only (v, C, F and J stay).
+
+        A learned frame moves particles through a field 3x coarser than their spacing, whose sub-cell
+        convergence nothing in it can see: over hundreds of frames the particles gather into sheets
+        with voids between them (a resting pool turned to foam, LESSONS.md). The solver undoes such
+        crowding with its pressure, which acts under compression only; this is that response at the
+        particles' own scale, applied to positions, and like it, it never pulls a free surface in."""
+        if self.n:
+            self._spread_crowding(strength, max_step)
+
+    @ti.kernel
+    def _spread_crowding(self, strength: ti.f32, max_step: ti.f32):
+        for I in ti.grouped(self.grid_m):
+            self.grid_m[I] = 0.0
+        cell_share = self.p_vol * self.inv_dx**self.dim
+        ti.loop_config(serialize=True)  # deterministic sums (a learned frame repeats exactly)
+        for p in range(self.n_particles[None]):
+            base, fx, w = self._stencil(self.x[p], self.inv_dx, PAD)
+            for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * self.dim)))):
+                weight = 1.0
+                for d in ti.static(range(self.dim)):
+                    weight *= w[offset[d]][d]
+                self.grid_m[base + offset] += weight * cell_share
+        for p in range(self.n_particles[None]):
+            base, fx, w = self._stencil(self.x[p], self.inv_dx, PAD)
+            dw = [fx - 1.5, -2.0 * (fx - 1.0), fx - 0.5]  # the weights' derivatives, per cell
+            gradient = ti.Vector.zero(ti.f32, self.dim)
+            for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * self.dim)))):
+                excess = ti.max(self.grid_m[base + offset] - 1.0, 0.0)
+                for d in ti.static(range(self.dim)):
+                    partial = self.inv_dx * dw[offset[d]][d]
+                    for e in ti.static(range(self.dim)):
+                        if ti.static(e != d):
+                            partial *= w[offset[e]][e]
+                    gradient[d] += excess * partial
+            step = -strength * self.dx * self.dx * gradient
+            length = step.norm()
+            if length > max_step * self.dx:
+                step *= max_step * self.dx / length
+            new_x, _ = self._project_out(self.x[p] + step, self.v[p])
+            self.x[p] = new_x
+
     def grid_transfer(self, h: float, pad: int, shape: tuple[int, ...]) -> np.ndarray:
         """Particles to a grid of spacing `h` (node i at (i - pad) * h) with quadratic B-splines:
         volume fraction of each material (4), mass, and momentum (dim), as (5 + dim, *shape).

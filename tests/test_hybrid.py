@@ -8,7 +8,7 @@ import torch
 from neural.catalog import make_stepper
 from neural.grid import N_MATERIALS, PAD, ModelGrid
 from neural.guard import Guard, water_j_min
-from neural.projection import FLUID_FRACTION, divergence, project, projects
+from neural.projection import FLUID_FRACTION, FULL, PHI_REST, compression_level, divergence, project, projects
 from neural.scene_eval import evaluate_scene, koshizuka_oka_error
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 from sim.build import build_solver
@@ -80,6 +80,76 @@ def test_water_on_a_wall_is_held_too():
     assert divergence(velocities, grid.h)[0, PAD, PAD + 1 : 9].min() < -10  # it compressed the wall
     assert div[:, on_wall].abs().max() < 0.05
     assert projected[0, 0, PAD + 1, PAD + 1 : 9].max() > -0.2  # hardly any push into the wall is left
+
+
+def test_projection_closes_holes_inside_water_but_not_its_surface_nor_sand():
+    """Over long runs an expansion-only projection kept every overshoot, and the window's resting pool
+    ratcheted to +60-75% of the solver's height, full of cavities: interior water emptier than full is
+    closed again; a free surface is not pulled in, and loose sand is left loose."""
+    grid = ModelGrid(2, 1 / 32, (1.0, 1.0))
+    solid = torch.from_numpy(grid.solid_mask(walls_on_boundary=True))
+    capacity = torch.from_numpy(grid.capacity())
+    velocities = torch.zeros(1, 2, *grid.shape)
+    for channel in (0, 3):
+        fractions = torch.zeros(N_MATERIALS, *grid.shape)
+        fractions[channel, 4:20, PAD:16] = capacity[4:20, PAD:16]  # a block on the floor
+        fractions[channel, 10:13, 7:10] *= 0.7  # a hole inside it
+        fractions[channel, 4:20, 15] *= 0.7  # its top row, half empty: a free surface
+        projected, _ = project(velocities, fractions, solid, capacity, grid.h, 1 / 60)
+        div = divergence(projected, grid.h)[0]
+        if channel == 0:  # water: the hole closes at (FULL - 0.7) / frame_dt; the surface stays
+            assert div[11, 8] == pytest.approx(-(FULL - 0.7) * 60, rel=0.05)
+            assert div[8:16, 15].abs().max() < 0.5
+        else:  # sand: nothing moves
+            assert div.abs().max() < 1e-3
+
+
+def test_a_compressed_handover_is_not_thrown_up():
+    """The solver's settled water reads up to 1.65 on the model grid (its J reads 1.00): projected
+    against PHI_REST the first learned frame threw the pool up and the hybrid fell back for good; against
+    the level its particles claim at their J (compression_level) nothing expands."""
+    grid = ModelGrid(2, 1 / 32, (1.0, 1.0))
+    solid = torch.from_numpy(grid.solid_mask(walls_on_boundary=True))
+    capacity = torch.from_numpy(grid.capacity())
+    fractions = torch.zeros(N_MATERIALS, *grid.shape)
+    fractions[0, PAD:30, PAD:8] = capacity[PAD:30, PAD:8]
+    fractions[0, PAD:30, PAD : PAD + 3] *= 1.4  # compressed at the bottom
+    velocities = torch.zeros(1, 2, *grid.shape)
+    claimed = fractions.sum(0)  # packed at J 1: the solver's pressure does not answer it
+    level = compression_level(claimed, fractions, capacity)
+    assert level == pytest.approx(1.4, abs=1e-3)
+    empty = torch.zeros_like(fractions)
+    assert compression_level(empty.sum(0), empty, capacity) == PHI_REST
+    # Squeezed to J 0.9 it claims its rest volume: relieved at once (test_a_squeezed_column_rebounds...)
+    assert compression_level(claimed * 0.9 / 1.4, fractions, capacity) == PHI_REST
+    thrown, _ = project(velocities, fractions, solid, capacity, grid.h, 1 / 60)
+    held, _ = project(velocities, fractions, solid, capacity, grid.h, 1 / 60, rest=level)
+    assert thrown.abs().max() > 1.0  # m/s, from a pool at rest
+    assert held.abs().max() < 1e-3
+
+
+def test_spreading_crowded_particles_moves_only_positions_and_only_where_crowded(dam_break):
+    """A learned frame ends by spreading particles out of crowded spots at their own scale: a clump
+    spreads out, water at rest spacing stays put, and v, C, F and J are not touched."""
+    solver = build_solver(dam_break)
+    state = solver.particles()
+    column = state["x"].copy()
+    solver.spread_crowding(0.5, 0.25)
+    assert np.abs(solver.particles()["x"] - column).max() < 0.05 * solver.dx  # at rest spacing
+    clump = column.copy()
+    clump[:500] = clump[:500].mean(0) + 0.3 * (clump[:500] - clump[:500].mean(0))  # squeezed to 0.09x
+    state["C"][:] = 0.3  # something to keep
+    solver.set_particles({**state, "x": clump})
+    before = solver.particles()
+    solver.spread_crowding(0.5, 0.25)
+    after = solver.particles()
+    moved = np.linalg.norm(after["x"] - clump, axis=1)
+    assert moved[:500].mean() > 0.1 * solver.dx  # the clump spreads
+    assert moved.max() <= 0.25 * solver.dx * 1.001  # by at most a quarter cell a frame
+    spread = np.linalg.norm(after["x"][:500] - after["x"][:500].mean(0), axis=1).mean()
+    assert spread > np.linalg.norm(clump[:500] - clump[:500].mean(0), axis=1).mean()
+    for key in ("v", "C", "F", "J"):
+        assert np.array_equal(after[key], before[key])
 
 
 @pytest.fixture(scope="module")
