@@ -90,13 +90,13 @@ class NeuralStepper:
 
     @property
     def history(self):
-        """The velocity history (to rewind the stepper with a snapshot of the particles)."""
-        return self._previous_velocity
+        """The velocity history and the projection's handover level (to rewind the stepper with a
+        snapshot of the particles: a rewound learned frame repeats the hybrid's exactly)."""
+        return self._previous_velocity, self._rest
 
     @history.setter
     def history(self, value) -> None:
-        self._previous_velocity = value
-        self._rest = None
+        self._previous_velocity, self._rest = value
 
     def grid_for(self, solver: MPMSolver) -> ModelGrid:
         return ModelGrid(solver.dim, self.spec.h, solver.config.size)
