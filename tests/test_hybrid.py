@@ -8,7 +8,16 @@ import torch
 from neural.catalog import make_stepper
 from neural.grid import N_MATERIALS, PAD, ModelGrid
 from neural.guard import Guard, water_j_min
-from neural.projection import FLUID_FRACTION, FULL, PHI_REST, compression_level, divergence, project, projects
+from neural.projection import (
+    FLUID_FRACTION,
+    FULL,
+    PHI_REST,
+    REST_DECAY,
+    compression_level,
+    divergence,
+    project,
+    projects,
+)
 from neural.scene_eval import evaluate_scene, koshizuka_oka_error
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 from sim.build import build_solver
@@ -126,6 +135,28 @@ def test_a_compressed_handover_is_not_thrown_up():
     held, _ = project(velocities, fractions, solid, capacity, grid.h, 1 / 60, rest=level)
     assert thrown.abs().max() > 1.0  # m/s, from a pool at rest
     assert held.abs().max() < 1e-3
+
+
+@needs_water2d
+def test_the_handover_level_counts_water_at_its_j_and_comes_down(dam_break):
+    """After a reset the stepper reads the level the particles claim at their J (a squeezed column at J
+    0.9 claims 0.9 of what its spacing says), then lowers it by REST_DECAY a frame; the history carries it."""
+    stepper, _ = make_stepper("neural", dam_break)
+    solver = build_solver(dam_break)
+    grid = stepper.grid_for(solver)
+    fractions = solver.grid_transfer(grid.h, PAD, grid.shape)[:N_MATERIALS].sum(0)
+    state = solver.particles()
+    state["J"][:] = 0.9
+    solver.set_particles(state)
+    claimed = stepper.claimed_fraction(solver, grid).numpy()
+    np.testing.assert_allclose(claimed, 0.9 * fractions, atol=1e-4)
+    stepper.reset()
+    stepper.advance(solver)
+    first = stepper.history[1]
+    assert first == PHI_REST  # squeezed water claims no more than its rest
+    stepper.history = (stepper.history[0], first + 0.3)
+    stepper.advance(solver)
+    assert stepper.history[1] == pytest.approx(first + 0.3 - REST_DECAY)
 
 
 def test_spreading_crowded_particles_moves_only_positions_and_only_where_crowded(dam_break):
