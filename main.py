@@ -207,7 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         result = train(cfg)
-    except WeightsError as e:  # --init weights that are missing, corrupt or for other data
+    except (WeightsError, FloatingPointError) as e:  # bad --init weights; a diverged loss
         raise UserError(str(e)) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
         print(f"wrote {out}: {result}")

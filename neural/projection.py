@@ -18,7 +18,8 @@ surface, which would be pulled in, nor on sand, which may be loose.
 water loses volume as it settles (its settled dam_break pool reads up to 1.65 on this grid while its J
 reads 1.00), and relieving all of that in one learned frame threw the pool up (energy gain 0.05, the guard
 fell back, and the audit kept the hybrid on the solver for good). The stepper starts `rest` at the
-level the solver left, counted at the particles' J (compression_level), and lowers it by REST_DECAY a frame.
+level the solver left, counted at the particles' J (compression_level; water's and sand's apart), and lowers
+it by REST_DECAY a frame.
 
 Sand is held like water: a dense granular flow does not compress past its packing either, and
 unprojected learned sand did (largest volume fraction 2.6 where the solver's reached 1.5 on sand_ramps,
@@ -52,6 +53,14 @@ RELAX = 1.0  # share of the excess compression removed per frame (all: water ans
 MIN_CAPACITY = 0.1  # nodes with less room (deep in a wall) carry no constraint
 ITERATIONS = 60
 TOLERANCE = 1e-4
+# A diagonal shift of the system, in units of 1/h^2. Water held in a pocket that solids close on every
+# side, and the central differences' checkerboard, leave the system singular, and where the target is
+# not reachable there (a pocket asked to close), conjugate gradients diverged: 2.8e4 1/s after one
+# learned frame, NaN after two, on 3 of 190 water_ramps2d trajectories (the pushforward of a training
+# run turned every weight to NaN). The shift bounds those modes; they have no gradient, so what they
+# add to lam moves no velocity. 1e-3 bent the answer on a 60-node body of water (its smoothest mode's
+# eigenvalue is ~3e-3 / h^2: residual 0.28 1/s where it was 0.003); 1e-5 keeps it (0.003).
+SHIFT = 1e-5
 
 
 def _shift(a: torch.Tensor, axis: int, step: int) -> torch.Tensor:
@@ -105,13 +114,14 @@ def project(
     capacity: torch.Tensor,
     h: float,
     frame_dt: float,
-    rest: float = PHI_REST,
+    rest: float | torch.Tensor = PHI_REST,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Project (M, dim, *grid) grid velocities; `fractions` (4, *grid) are the volume fractions at the
     frame's start, or (M, 4, *grid), one set per row (several states projected in one call), `solid`
     (*grid) the solid mask, `capacity` (*grid) each node's room (ModelGrid.capacity) and `rest` the
-    fraction above which compression is relieved (compression_level). Returns the
-    projected velocities and the largest divergence before and after, in 1/s, on the held nodes."""
+    fraction above which compression is relieved, one for all nodes or per node (*grid; rest_fraction).
+    Returns the projected velocities and the largest divergence before and after, in 1/s, on the held
+    nodes."""
     dim = velocities.shape[1]
     per_row = fractions.dim() == velocities.dim()
     u = wall_condition(velocities.float(), solid.float(), h)
@@ -141,8 +151,10 @@ def project(
     div = divergence(u, h)
     rhs = (div - target) * fluid  # (M, *grid)
 
+    shift = SHIFT / h**2
+
     def operator(lam: torch.Tensor) -> torch.Tensor:
-        return -divergence(open_nodes * gradient(lam * fluid, h, dim), h) * fluid
+        return (-divergence(open_nodes * gradient(lam * fluid, h, dim), h) + shift * lam) * fluid
 
     lam = torch.zeros_like(rhs)
     residual = rhs.clone()
@@ -169,15 +181,31 @@ def project(
     return projected.to(velocities.dtype), scores
 
 
-def compression_level(claimed: torch.Tensor, fractions: torch.Tensor, capacity: torch.Tensor) -> float:
-    """The rest under which a state the solver handed over is projected without expanding: the largest
-    volume fraction the particles *claim* on the held nodes, at least PHI_REST. `claimed` (*grid) counts
-    each water particle at its J (the volume the solver's pressure answers to) and the others at rest;
-    `fractions` (4, *grid) tell which nodes are held. Water squeezed to J 0.9 claims its rest fraction
-    and is relieved at once (it rebounds, as the solver's does); a settled pool packed to 1.65 at J 1.00
-    claims 1.65 and is relieved over REST_DECAY."""
+def compression_level(
+    claimed: torch.Tensor, fractions: torch.Tensor, capacity: torch.Tensor
+) -> tuple[float, float]:
+    """The rests under which a state the solver handed over is projected without expanding, one for
+    water and one for sand: the largest volume fraction the particles *claim* on the nodes each holds,
+    at least PHI_REST. `claimed` (*grid) counts each water particle at its J (the volume the solver's
+    pressure answers to) and the others at rest; `fractions` (4, *grid) tell which nodes are held by
+    which. Water squeezed to J 0.9 claims its rest fraction and is relieved at once (it rebounds, as the
+    solver's does); a settled pool packed to 1.65 at J 1.00 claims 1.65 and is relieved over REST_DECAY.
+    Apart, because sand packed at rest (water_sand's reads up to ~1.4) would otherwise let all the
+    scene's water stay that compressed."""
     room = capacity.clamp_min(MIN_CAPACITY)
-    held = (fractions[WATER] + fractions[SAND]) / room >= FLUID_FRACTION
-    if not bool(held.any()):
-        return PHI_REST
-    return max(PHI_REST, float((claimed / room)[held].max()))
+    levels = []
+    for channel in (WATER, SAND):
+        held = fractions[channel] / room >= FLUID_FRACTION
+        levels.append(max(PHI_REST, float((claimed / room)[held].max())) if bool(held.any()) else PHI_REST)
+    return levels[0], levels[1]
+
+
+def rest_fraction(levels: tuple[float, float], fractions: torch.Tensor) -> torch.Tensor | float:
+    """Each node's rest (project's `rest`) from the water and sand levels (compression_level): their
+    mix by the node's water and sand fractions; (*grid), or a float where both levels are equal."""
+    water_level, sand_level = levels
+    if water_level == sand_level:
+        return water_level
+    water, sand = fractions[WATER], fractions[SAND]
+    share = water / (water + sand).clamp_min(1e-6)
+    return sand_level + share * (water_level - sand_level)

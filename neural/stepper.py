@@ -16,16 +16,16 @@ import numpy as np
 import torch
 
 from neural.device import network_autocast
-from neural.grid import N_MATERIALS, PAD, ModelGrid, SolidMasks, assemble_features, p2g, velocity_of
-from neural.guard import Audit, Guard, GuardScores, disagreement, water_particles
+from neural.grid import N_MATERIALS, PAD, ModelGrid, SolidMasks, assemble_features, velocity_of
+from neural.guard import Audit, Guard, GuardScores, disagreement
 from neural.model import GridStepper
-from neural.projection import PHI_REST, REST_DECAY, compression_level, project, projects
+from neural.projection import PHI_REST, REST_DECAY, compression_level, project, projects, rest_fraction
 from sim import state as state_io
 from sim.solver import MPMSolver, NonFiniteError, StepStats
 
 # A learned frame ends by spreading crowded particles at their own scale (MPMSolver.spread_crowding): a
 # step of at most a quarter cell, down the excess volume fraction's gradient.
-SPREAD_STRENGTH, SPREAD_STEP = 0.5, 0.25
+SPREAD_STRENGTH, SPREAD_STEP, SPREAD_THRESHOLD = 0.15, 0.25, 1.0
 
 
 @dataclass
@@ -80,7 +80,8 @@ class NeuralStepper:
         self.projection = projection and projects(self.spec.materials)
         self._masks = SolidMasks()
         self._previous_velocity = None
-        self._rest: float | None = None  # the projection's rest: None reads it off the next state
+        # The projection's rest levels, water's and sand's: None reads them off the next state.
+        self._rest: tuple[float, float] | None = None
 
     def reset(self) -> None:
         """Forget the velocity history (after a reset, a load or a numerical frame); the next frame's
@@ -117,10 +118,7 @@ class NeuralStepper:
     def claimed_fraction(self, solver: MPMSolver, grid: ModelGrid) -> torch.Tensor:
         """Each node's volume fraction as the solver's pressure counts it (*grid): water particles at
         their J, the others at rest (neural.projection.compression_level)."""
-        state = solver.particles()
-        scale = np.where(water_particles(solver, state), state["J"], 1.0) if len(state["x"]) else []
-        volume = torch.from_numpy(np.asarray(scale, np.float64) * solver.p_vol / grid.h**grid.dim)
-        return p2g(torch.from_numpy(state["x"].astype(np.float64)), volume[:, None], grid)[0].float()
+        return torch.from_numpy(solver.grid_transfer(grid.h, PAD, grid.shape, claimed=True)[-1])
 
     @torch.no_grad()
     def predict(self, solver: MPMSolver) -> tuple[np.ndarray, dict[str, float], ModelGrid]:
@@ -143,9 +141,10 @@ class NeuralStepper:
                 claimed = self.claimed_fraction(solver, grid).to(device)
                 self._rest = compression_level(claimed, fractions, capacity)
             else:
-                self._rest = max(PHI_REST, self._rest - REST_DECAY)
+                self._rest = tuple(max(PHI_REST, level - REST_DECAY) for level in self._rest)
+            rest = rest_fraction(self._rest, fractions)
             velocities, self.last_projection = project(
-                velocities.float(), fractions, walls, capacity, grid.h, self.spec.frame_dt, self._rest
+                velocities.float(), fractions, walls, capacity, grid.h, self.spec.frame_dt, rest
             )
             split["projection"] = (time.perf_counter() - t2) * 1e3
         order = (0, *range(2, 2 + grid.dim), 1)
@@ -161,8 +160,13 @@ class NeuralStepper:
         # The particles keep the velocity at the frame's end (extrapolated from the last two averages),
         # which is what the network was trained to read at the next frame's start.
         end = 1.5 * velocities[-1] - 0.5 * velocities[-2] if len(velocities) > 1 else velocities[-1]
-        stats = solver.advect_frame(velocities, self.spec.h, PAD, end_velocity=end)
-        solver.spread_crowding(SPREAD_STRENGTH, SPREAD_STEP)
+        stats = solver.advect_frame(
+            velocities,
+            self.spec.h,
+            PAD,
+            end_velocity=end,
+            spread=(SPREAD_STRENGTH, SPREAD_STEP, SPREAD_THRESHOLD),
+        )
         split["advect"] = (time.perf_counter() - t) * 1e3
         return StepReport(
             "neural", (time.perf_counter() - start) * 1e3, split, weights=self.weights, stats=stats

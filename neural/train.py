@@ -333,6 +333,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     )
     began = time.time()
     running = None
+    pushforward_dropped = 0  # own frames that went non-finite (their picks trained on the shard's frame)
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_schedule(step, cfg.steps)
@@ -352,7 +353,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 ]
                 early = [(picks[i][0], picks[i][1] - m) for i, m in zip(own, unroll)]
                 clean, _ = shards.batch(early)
-                features[own] = pushforward(model, shards, early, clean, unroll)
+                own_frames = pushforward(model, shards, early, clean, unroll)
+                # A model's own frame that went non-finite trains nothing: that pick keeps its shard frame.
+                finite = torch.isfinite(own_frames.flatten(1)).all(1)
+                for i, ok, frame in zip(own, finite.tolist(), own_frames):
+                    if ok:
+                        features[i] = frame
+                pushforward_dropped += int((~finite).sum())
         # Noise on the input velocities, with clean targets: the model learns to correct its own drift.
         k = N_MATERIALS
         for lo in (k, k + 2 * dim + 1):
@@ -361,6 +368,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 cfg.noise * spec.v_scale * torch.randn_like(features[:, lo : lo + dim]) * mass
             )
         loss = masked_loss(ddp, spec, features, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss at step {step + 1}; the last checkpoint in {cfg.run_dir} is intact"
+            )
         running = optimise(model, optimizer, loss, running)
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
@@ -373,6 +384,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         "steps": cfg.steps,
         "final_train_loss": rows[-1]["train_loss"] if rows else None,
         "final_val_loss": rows[-1]["val_loss"] if rows else None,
+        "pushforward_dropped": pushforward_dropped,
     }
     if rank == 0:
         metadata = {

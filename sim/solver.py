@@ -19,6 +19,23 @@ from sim.emitters import Emitter
 from sim.materials import PARAM_COLUMNS, MaterialParams
 
 PAD = 3  # grid cells outside [0, size] on each side: room for the B-spline stencil and the wall band
+
+
+@ti.func
+def _open_share(s):
+    """The integral of the quadratic B-spline over the side of a plane at s node spacings from its
+    centre (s > 0: the centre is on the open side): 0 for s <= -1.5, 1/2 at 0, 1 for s >= 1.5."""
+    a = ti.min(ti.max(s, -1.5), 1.5)
+    share = 0.0
+    if a < -0.5:
+        share = (1.5 + a) ** 3 / 6.0
+    elif a < 0.5:
+        share = 1.0 / 6.0 + 0.75 * (a + 0.5) - (a**3 + 0.125) / 3.0
+    else:
+        share = 1.0 - (1.5 - a) ** 3 / 6.0
+    return share
+
+
 MAX_SLOTS = 32
 MAX_COLLIDERS = 64
 MAX_BRUSHES = 8
@@ -156,7 +173,10 @@ class MPMSolver:
         fb.dense(ti.i, n).place(self.x, self.v, self.C, self.F, self.J, self.slot)
         self.grid_v = vec.field()
         self.grid_m = ti.field(ti.f32)
-        fb.dense(ti.ij if dim == 2 else ti.ijk, self.grid_shape).place(self.grid_v, self.grid_m)
+        self.grid_fraction = ti.field(ti.f32)  # volume fraction, for spreading crowded particles
+        fb.dense(ti.ij if dim == 2 else ti.ijk, self.grid_shape).place(
+            self.grid_v, self.grid_m, self.grid_fraction
+        )
         self.n_particles = ti.field(ti.i32)
         # velocity, position, deformation clamps, non-finite updates, particles pushed out of colliders
         self.counters = ti.field(ti.i32)
@@ -515,7 +535,12 @@ class MPMSolver:
         return stats
 
     def advect_frame(
-        self, velocities: np.ndarray, h: float, pad: int, end_velocity: np.ndarray | None = None
+        self,
+        velocities: np.ndarray,
+        h: float,
+        pad: int,
+        end_velocity: np.ndarray | None = None,
+        spread: tuple[float, float, float] | None = None,
     ) -> StepStats:
         """Advance one frame through given grid velocities instead of solving: the learned stepper's path.
 
@@ -527,6 +552,9 @@ class MPMSolver:
 
         Sub-interval velocities are averages over each part of the frame; `end_velocity` (*grid, dim), when
         given, is the velocity at the frame's end, which the particles keep (v and C) without moving.
+        `spread` = (strength, max_step, threshold), when given, ends the motion with `spread_crowding`;
+        inside the frame, so that its collider pushes are counted and particles emitted at the frame's end
+        are not moved.
 
         The handover contract: water's J is not integrated here. A coarse predicted field's divergence is
         not the particles' volume change (integrated, it left J at 0.59 after 7 frames while the
@@ -551,13 +579,16 @@ class MPMSolver:
         self.counters.fill(0)
         for m in range(velocities.shape[0]):
             self._advect(velocities, m, sub_dt if m < steps else 0.0, 1.0 / h, float(pad), 1)
+        if spread is not None:
+            self.spread_crowding(*spread)
         self.time += self.config.frame_dt
         return self.finish_frame(0)
 
-    def spread_crowding(self, strength: float, max_step: float) -> None:
+    def spread_crowding(self, strength: float, max_step: float, threshold: float = 1.0) -> None:
         """Move particles out of crowded spots on the solver's own grid: each particle steps down the
-        gradient of its neighbourhood's excess volume fraction, max(phi - 1, 0), by strength * dx^2 per
-        unit gradient, at most max_step * dx. Positions only (v, C, F and J stay).
+        gradient of its neighbourhood's excess volume fraction, max(phi / room - threshold, 0) with a
+        node's room its share of open space (1 in the bulk, 1/2 on a wall), by strength * dx^2 per unit
+        gradient, at most max_step * dx. Positions only (v, C, F and J stay).
 
         A learned frame moves particles through a field 3x coarser than their spacing, whose sub-cell
         convergence nothing in it can see: over hundreds of frames the particles gather into sheets
@@ -565,27 +596,50 @@ class MPMSolver:
         crowding with its pressure, which acts under compression only; this is that response at the
         particles' own scale, applied to positions, and like it, it never pulls a free surface in."""
         if self.n:
-            self._spread_crowding(strength, max_step)
+            self._spread_crowding(strength, max_step, threshold)
 
     @ti.kernel
-    def _spread_crowding(self, strength: ti.f32, max_step: ti.f32):
-        for I in ti.grouped(self.grid_m):
-            self.grid_m[I] = 0.0
+    def _spread_crowding(self, strength: ti.f32, max_step: ti.f32, threshold: ti.f32):
+        for I in ti.grouped(self.grid_fraction):
+            self.grid_fraction[I] = 0.0
         cell_share = self.p_vol * self.inv_dx**self.dim
-        ti.loop_config(serialize=True)  # deterministic sums (a learned frame repeats exactly)
+        # Serial on the CPU: deterministic sums, so a learned frame repeats exactly (as P2G).
+        ti.loop_config(serialize=ti.static(self.serial_p2g))
         for p in range(self.n_particles[None]):
             base, fx, w = self._stencil(self.x[p], self.inv_dx, PAD)
             for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * self.dim)))):
                 weight = 1.0
                 for d in ti.static(range(self.dim)):
                     weight *= w[offset[d]][d]
-                self.grid_m[base + offset] += weight * cell_share
+                self.grid_fraction[base + offset] += weight * cell_share
+        for I in ti.grouped(self.grid_fraction):
+            room = self._node_room(I)
+            if room < 0.1:
+                self.grid_fraction[I] = -1.0  # marks a node with (almost) no room: read as a mirror
+            else:
+                self.grid_fraction[I] /= room
         for p in range(self.n_particles[None]):
             base, fx, w = self._stencil(self.x[p], self.inv_dx, PAD)
             dw = [fx - 1.5, -2.0 * (fx - 1.0), fx - 0.5]  # the weights' derivatives, per cell
+            # Each node's fraction is read against its room (_node_room), and nodes with almost none
+            # read as the open nodes' mean excess around the particle (a mirror): a node on a wall reads
+            # emptier only because the wall holds no particles, and counting it so stepped crowded water
+            # into walls and obstacles (water_ramps: 4% of the particles pushed out of the ramps on a
+            # learned frame, and 4 fallbacks in 120 frames once those pushes were counted).
+            open_weight, open_excess = 0.0, 0.0
+            for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * self.dim)))):
+                fraction = self.grid_fraction[base + offset]
+                if fraction >= 0.0:
+                    weight = 1.0
+                    for d in ti.static(range(self.dim)):
+                        weight *= w[offset[d]][d]
+                    open_weight += weight
+                    open_excess += weight * ti.max(fraction - threshold, 0.0)
+            mirror = open_excess / ti.max(open_weight, 1e-6)
             gradient = ti.Vector.zero(ti.f32, self.dim)
             for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * self.dim)))):
-                excess = ti.max(self.grid_m[base + offset] - 1.0, 0.0)
+                fraction = self.grid_fraction[base + offset]
+                excess = ti.max(fraction - threshold, 0.0) if fraction >= 0.0 else mirror
                 for d in ti.static(range(self.dim)):
                     partial = self.inv_dx * dw[offset[d]][d]
                     for e in ti.static(range(self.dim)):
@@ -599,19 +653,36 @@ class MPMSolver:
             new_x, _ = self._project_out(self.x[p] + step, self.v[p])
             self.x[p] = new_x
 
-    def grid_transfer(self, h: float, pad: int, shape: tuple[int, ...]) -> np.ndarray:
+    @ti.func
+    def _node_room(self, I) -> ti.f32:
+        """The share of grid node I's B-spline support that lies in open space (1 in the bulk, 1/2 on
+        a wall, 1/4 in a 2D corner), each wall and collider taken as a plane at its signed distance."""
+        pos = (I - PAD) * self.dx
+        room = 1.0
+        for d in ti.static(range(self.dim)):
+            room *= _open_share(pos[d] * self.inv_dx) * _open_share((self._size[d] - pos[d]) * self.inv_dx)
+        for c in range(self.n_colliders[None]):
+            sdf, _ = self._collider_sdf(c, pos)
+            room *= _open_share(sdf * self.inv_dx)
+        return room
+
+    def grid_transfer(self, h: float, pad: int, shape: tuple[int, ...], claimed: bool = False) -> np.ndarray:
         """Particles to a grid of spacing `h` (node i at (i - pad) * h) with quadratic B-splines:
-        volume fraction of each material (4), mass, and momentum (dim), as (5 + dim, *shape).
+        volume fraction of each material (4), mass, and momentum (dim), as (5 + dim, *shape); with
+        `claimed`, one more channel: the volume fraction the solver's pressure answers to, each water
+        particle counted at its J and the others at rest (the learned stepper's handover level).
 
         The learned stepper's input, computed here because a Taichi loop is ~20x faster than torch's
         scatter for this; neural.grid.frame_features computes the same from arrays (a test compares)."""
-        out = np.zeros((5 + self.dim, *shape), np.float32)
+        out = np.zeros((5 + self.dim + int(claimed), *shape), np.float32)
         if self.n:
-            self._grid_transfer(out, 1.0 / h, float(pad), 1.0 / h**self.dim)
+            self._grid_transfer(out, 1.0 / h, float(pad), 1.0 / h**self.dim, int(claimed))
         return out
 
     @ti.kernel
-    def _grid_transfer(self, out: ti.types.ndarray(), inv_h: ti.f32, pad: ti.f32, inv_cell: ti.f32):
+    def _grid_transfer(
+        self, out: ti.types.ndarray(), inv_h: ti.f32, pad: ti.f32, inv_cell: ti.f32, claimed: ti.i32
+    ):
         ti.loop_config(serialize=True)  # deterministic sums, and faster than atomics on few cores
         for p in range(self.n_particles[None]):
             base, fx, w = self._stencil(self.x[p], inv_h, pad)
@@ -619,6 +690,7 @@ class MPMSolver:
             kind = ti.cast(self.material_table[s, _COL["kind"]], ti.i32)
             density = self.material_table[s, _COL["density"]]
             mass = density * self.p_vol
+            volume = self.J[p] if constitutive.is_water(self.material_table, s) else 1.0
             for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * self.dim)))):
                 weight = 1.0
                 node = base + offset
@@ -630,11 +702,17 @@ class MPMSolver:
                     out[4, node[0], node[1]] += weight * mass
                     for d in ti.static(range(self.dim)):
                         out[5 + d, node[0], node[1]] += weight * mass * self.v[p][d]
+                    if claimed:
+                        out[5 + self.dim, node[0], node[1]] += weight * volume * self.p_vol * inv_cell
                 else:
                     out[kind, node[0], node[1], node[2]] += weight * self.p_vol * inv_cell
                     out[4, node[0], node[1], node[2]] += weight * mass
                     for d in ti.static(range(self.dim)):
                         out[5 + d, node[0], node[1], node[2]] += weight * mass * self.v[p][d]
+                    if claimed:
+                        out[5 + self.dim, node[0], node[1], node[2]] += (
+                            weight * volume * self.p_vol * inv_cell
+                        )
 
     def external_acceleration(self, points: np.ndarray, t: float) -> np.ndarray:
         """Brush and ForceField acceleration (without gravity) at points (N, dim) at time t."""
