@@ -233,7 +233,10 @@ def optimise(model: torch.nn.Module, optimizer, loss: torch.Tensor, running: flo
     """One clipped gradient step; returns the running (exponential) mean of the loss."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    # The norm is taken after DDP's all-reduce, so every rank sees the same one and stops together.
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    if not torch.isfinite(norm):
+        raise FloatingPointError("non-finite training loss or gradient: the weights were not updated")
     optimizer.step()
     value = float(loss.detach())
     return value if running is None else 0.98 * running + 0.02 * value
@@ -368,11 +371,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 cfg.noise * spec.v_scale * torch.randn_like(features[:, lo : lo + dim]) * mass
             )
         loss = masked_loss(ddp, spec, features, targets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss at step {step + 1}; the last checkpoint in {cfg.run_dir} is intact"
+        try:
+            running = optimise(model, optimizer, loss, running)
+        except FloatingPointError as e:
+            kept = (
+                f"the checkpoint of step {rows[-1]['step']} in {cfg.run_dir} is intact"
+                if rows
+                else "no checkpoint yet"
             )
-        running = optimise(model, optimizer, loss, running)
+            raise FloatingPointError(f"{e} at step {step + 1}; {kept}") from None
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
         last = step + 1 == cfg.steps

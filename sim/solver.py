@@ -603,8 +603,8 @@ class MPMSolver:
         for I in ti.grouped(self.grid_fraction):
             self.grid_fraction[I] = 0.0
         cell_share = self.p_vol * self.inv_dx**self.dim
-        # Serial on the CPU: deterministic sums, so a learned frame repeats exactly (as P2G).
-        ti.loop_config(serialize=ti.static(self.serial_p2g))
+        # Serial everywhere (as grid_transfer): deterministic sums; a rewound learned frame repeats exactly.
+        ti.loop_config(serialize=True)
         for p in range(self.n_particles[None]):
             base, fx, w = self._stencil(self.x[p], self.inv_dx, PAD)
             for offset in ti.static(ti.grouped(ti.ndrange(*((3,) * self.dim)))):

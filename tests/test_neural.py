@@ -16,7 +16,7 @@ from neural.grid import PAD, ModelGrid, frame_features
 from neural.guard import Guard
 from neural.model import GridStepper, ModelSpec, WeightsError, load_weights, save_weights
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
-from neural.train import TrainConfig, train
+from neural.train import TrainConfig, optimise, train
 from sim.build import build_solver
 from sim.scene import load_scene, parse_scene
 
@@ -393,3 +393,17 @@ def test_batched_transfers_match_one_set_at_a_time():
     for k in range(3):
         torch.testing.assert_close(scattered[k], p2g(x[k], values[k], grid))
         torch.testing.assert_close(gathered[k], g2p(x[k], field[k], grid))
+
+
+def test_a_non_finite_loss_stops_training_before_the_weights_change():
+    """A diverged loss (a NaN from the model's own frames once trained 6000 steps on NaN weights) raises
+    instead of stepping the optimizer; the weights stay as they were."""
+    model = torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    loss = model(torch.ones(1, 3)).sum() * float("nan")
+    with pytest.raises(FloatingPointError):
+        optimise(model, optimizer, loss, None)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    optimise(model, optimizer, model(torch.ones(1, 3)).sum(), None)  # a finite loss steps
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
