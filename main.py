@@ -201,6 +201,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         pushforward_share=args.pushforward_share,
         pushforward_frames=args.pushforward_frames,
         early_share=args.early_share,
+        rollout_frames=args.rollout_frames,
+        rollout_picks=args.rollout_picks,
+        rollout_weight=args.rollout_weight,
         init=args.init,
     )
     from neural.model import WeightsError
@@ -605,6 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--early-share", type=float, default=0.0, help="share of each batch from trajectories' first frames"
     )
+    p.add_argument(
+        "--rollout-frames", type=int, default=0, help="rollout loss: frames unrolled with gradient (0: off)"
+    )
+    p.add_argument("--rollout-picks", type=int, default=2, help="rollout loss: unrolls per step")
+    p.add_argument("--rollout-weight", type=float, default=1.0, help="rollout loss: its weight in the loss")
     p.add_argument("--init", type=Path, default=None, help="fine-tune these weights (their scales are kept)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

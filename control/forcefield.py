@@ -57,3 +57,26 @@ class ForceField:
 def constant_field(vector, keys: int, cells: tuple[int, ...], frames: int) -> ForceField:
     values = np.broadcast_to(np.asarray(vector, np.float32), (keys, *cells, len(cells)))
     return ForceField(values.copy(), frames)
+
+
+def pull_fields(
+    target, cells: tuple[int, ...], h: float, keys: int, frames: int, lift: bool
+) -> list[ForceField]:
+    """Analytic proposals beside the diffusion model's, for the critic to weigh: a pull toward `target`
+    (the sketch's goal) from every cell, at 1 g and 2 g, easing off within 5 cm of the target so that
+    water gathers there instead of overshooting it; with `lift` (a region) each also at gravity's worth of
+    lift, to hold water in a raised region."""
+    dim = len(cells)
+    axes = [(np.arange(c) + 0.5) * h for c in cells]
+    centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)  # (*cells, dim)
+    offset = np.asarray(target, np.float64)[:dim] - centres
+    distance = np.linalg.norm(offset, axis=-1, keepdims=True)
+    direction = offset / np.maximum(distance, 0.05)  # unit beyond 5 cm, easing to zero at the target
+    up = np.zeros(dim)
+    up[1] = G
+    out = []
+    for strength in (G, 2 * G):
+        for raise_by in (0.0, 1.0) if lift else (0.0,):
+            values = strength * direction + raise_by * up
+            out.append(ForceField(np.broadcast_to(values, (keys, *cells, dim)).copy(), frames))
+    return out

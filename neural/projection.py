@@ -175,8 +175,8 @@ def project(
     projected = u + open_nodes * gradient(lam * fluid, h, dim)
     after = (divergence(projected, h) - target) * fluid
     scores = {
-        "divergence_before": float(((div - target) * fluid).abs().max()),
-        "divergence_after": float(after.abs().max()),
+        "divergence_before": float(((div - target) * fluid).detach().abs().max()),
+        "divergence_after": float(after.detach().abs().max()),
     }
     return projected.to(velocities.dtype), scores
 

@@ -50,6 +50,12 @@ class TrainConfig:
     # A share of each batch drawn from the first EARLY_FRAMES frames of the trajectories: a resting
     # column's first frames (the onset of a collapse), which uniform sampling visits in 1 pick of 8.
     early_share: float = 0.0
+    # Rollout loss (as NeuralMPM's autoregressive unrolls): this many picks per step unroll the model's own
+    # `rollout_frames` frames from a shard frame with gradient through every one of them (prediction,
+    # projection, advection, transfer), scored on the state they reach against the shard's; 0: off.
+    rollout_frames: int = 0
+    rollout_picks: int = 2
+    rollout_weight: float = 1.0
     init: Path | None = None  # start from these weights (fine-tuning; their scales are kept)
     resume: bool = False
     seed: int = 0
@@ -138,30 +144,59 @@ def pushforward(
     the shard's features of frame k; n from `steps`, one per pick): predict, project as the stepper does,
     advect the particles (the shard's at frame k, then the model's own) and transfer them again. The
     external acceleration of each frame is the shard's."""
+    out = []
+    for (t, k), f, n in zip(picks, clean, steps):
+        x = torch.from_numpy(np.asarray(shards.particles(t)["x"][k], np.float32))
+        for m in range(n):
+            f, x = _advance_own(model, shards, t, k + m, f, x)
+        out.append(f)
+    return torch.stack(out)
+
+
+def _advance_own(model: GridStepper, shards: Shards, t: int, k: int, f: torch.Tensor, x: torch.Tensor):
+    """One of the model's own frames from features `f` and particles `x` at shard frame k of trajectory t,
+    as the stepper runs it (predict, project, advect, transfer), with the shard's external acceleration of
+    frame k+1: the next features and particles. Differentiable (rollout_loss); pushforward runs it
+    without gradient."""
     from neural.grid import advect, frame_features, velocity_of
     from neural.projection import project, projects
 
     spec = model.spec
-    out = []
-    for (t, k), f, n in zip(picks, clean, steps):
-        p = shards.particles(t)
-        grid = p["grid"]
-        gravity = torch.tensor(shards.metas[t].get("gravity", spec.gravity))
-        x = torch.from_numpy(np.asarray(p["x"][k], np.float32))
-        for m in range(n):
-            velocities = model(f[None], gravity=gravity)[0]
-            if projects(spec.materials):
-                velocities, _ = project(
-                    velocities, f[:N_MATERIALS], p["walls"], p["capacity"], grid.h, spec.frame_dt
-                )
-            x, v = advect(x, velocities, grid, spec.frame_dt)
-            nxt = torch.from_numpy(np.asarray(shards.features[t][k + m + 1], np.float32))
-            accel = nxt[N_MATERIALS + spec.dim + 1 : N_MATERIALS + 2 * spec.dim + 1]
-            f = frame_features(
-                x, v, p["mass"], p["volume"], p["material"], p["solid"], accel, velocity_of(f), grid
-            )
-        out.append(f)
-    return torch.stack(out)
+    p = shards.particles(t)
+    grid = p["grid"]
+    gravity = torch.tensor(shards.metas[t].get("gravity", spec.gravity))
+    velocities = model(f[None], gravity=gravity)[0]
+    if projects(spec.materials):
+        velocities, _ = project(velocities, f[:N_MATERIALS], p["walls"], p["capacity"], grid.h, spec.frame_dt)
+    x, v = advect(x, velocities, grid, spec.frame_dt)
+    nxt = torch.from_numpy(np.asarray(shards.features[t][k + 1], np.float32))
+    accel = nxt[N_MATERIALS + spec.dim + 1 : N_MATERIALS + 2 * spec.dim + 1]
+    f = frame_features(x, v, p["mass"], p["volume"], p["material"], p["solid"], accel, velocity_of(f), grid)
+    return f, x
+
+
+def rollout_loss(
+    model: GridStepper, shards: Shards, picks: list[tuple[int, int]], frames: int
+) -> torch.Tensor:
+    """The state error of the model's own `frames`-frame rollouts from each pick (trajectory, frame),
+    gradient through every frame: per frame, the mean square error of the volume fractions and of the
+    velocity (over v_scale) on the nodes that hold material in the rollout or in the shard, averaged
+    over frames and picks. The one-frame loss sees each frame from the true state; this sees where the
+    model's own frames lead, which is what a rollout's error (and the scene benchmark) is made of."""
+    spec = model.spec
+    total = torch.zeros(())
+    for t, k in picks:
+        f = torch.from_numpy(np.asarray(shards.features[t][k], np.float32))
+        x = torch.from_numpy(np.asarray(shards.particles(t)["x"][k], np.float32))
+        for m in range(frames):
+            f, x = _advance_own(model, shards, t, k + m, f, x)
+            true = torch.from_numpy(np.asarray(shards.features[t][k + m + 1], np.float32))
+            held = ((f[:N_MATERIALS].sum(0) > 0) | (true[:N_MATERIALS].sum(0) > 0)).float()
+            velocity = slice(N_MATERIALS, N_MATERIALS + spec.dim)
+            error = (f[:N_MATERIALS] - true[:N_MATERIALS]).pow(2).sum(0)
+            error = error + ((f[velocity] - true[velocity]) / spec.v_scale).pow(2).sum(0)
+            total = total + (error * held).sum() / held.sum().clamp_min(1.0)
+    return total / (frames * max(len(picks), 1))
 
 
 def fit_scales(shards: Shards, spec: ModelSpec) -> dict[str, float]:
@@ -298,6 +333,8 @@ def provenance(rows: list[dict], run_dir: Path) -> dict:
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     rank, world = _distributed()
+    if world > 1 and cfg.rollout_frames > 0:  # its frames run outside DDP's one forward per backward
+        raise ValueError("the rollout loss runs in one process (no torchrun)")
     torch.manual_seed(cfg.seed + rank)
     rng = np.random.default_rng([cfg.seed, rank])
     shards = Shards(cfg.data, cfg.max_trajectories)
@@ -336,6 +373,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     )
     began = time.time()
     running = None
+    rollout_running = None
     pushforward_dropped = 0  # own frames that went non-finite (their picks trained on the shard's frame)
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
@@ -371,6 +409,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 cfg.noise * spec.v_scale * torch.randn_like(features[:, lo : lo + dim]) * mass
             )
         loss = masked_loss(ddp, spec, features, targets)
+        if cfg.rollout_frames > 0 and cfg.rollout_picks > 0:
+            # Rollouts need rollout_frames frames after their start.
+            long_enough = [t for t in train_ids if frames_per[t] > cfg.rollout_frames]
+            starts = [
+                (t, _pick_frame(rng, frames_per[t] - cfg.rollout_frames, cfg.early_share))
+                for t in rng.choice(long_enough, cfg.rollout_picks)
+            ]
+            rollout = rollout_loss(model, shards, starts, cfg.rollout_frames)
+            rollout_running = (
+                float(rollout.detach())
+                if rollout_running is None
+                else (0.98 * rollout_running + 0.02 * float(rollout.detach()))
+            )
+            loss = loss + cfg.rollout_weight * rollout
         try:
             running = optimise(model, optimizer, loss, running)
         except FloatingPointError as e:
@@ -381,7 +433,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             )
             raise FloatingPointError(f"{e} at step {step + 1}; {kept}") from None
         bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}")
+        bar.set_postfix(
+            loss=f"{running:.4f}", **({"rollout": f"{rollout_running:.4f}"} if rollout_running else {})
+        )
         last = step + 1 == cfg.steps
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or last):
             val = validation_loss(model, shards, range(holdout)) if holdout else None
@@ -414,6 +468,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 "frames": cfg.pushforward_frames,
             },
             "early": {"share": cfg.early_share, "frames": EARLY_FRAMES},
+            "rollout": {
+                "frames": cfg.rollout_frames,
+                "picks": cfg.rollout_picks,
+                "weight": cfg.rollout_weight,
+                "final_loss": rollout_running,
+            },
             **({"init": init_record} if init_record else {}),
             "parameters": sum(p.numel() for p in model.parameters()),
             **provenance(rows, cfg.run_dir),

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from control.forcefield import MAX_CONTROL_ACCEL, ForceField
+from control.forcefield import MAX_CONTROL_ACCEL, ForceField, G, pull_fields
 from control.sketch import MAX_POINTS, SKETCH_CHANNELS, parse_sketch, rasterise
 
 SIZE, CELL = (1.0, 1.0), 1.0 / 32
@@ -372,3 +372,24 @@ def test_eval_control_runs_a_case_file_on_a_builtin_scene(tmp_path):
         assert np.isfinite(summary[method]["score"]) and 0.0 <= summary[method]["spray"] <= 1.0
     assert results[0]["size"] == (0.584, 0.584)  # the scene's own domain, not the family's
     assert (tmp_path / "control_water2d_case0.png").stat().st_size > 10_000
+
+
+def test_pull_fields_point_at_the_goal_and_ease_off_there():
+    """The critic's analytic proposals: toward the target from every cell at 1 g and 2 g, weaker within
+    5 cm of it (no overshoot), and for a region each also with gravity's worth of lift."""
+    cells, h, target = (16, 16), 1 / 16, np.array([0.75, 0.25])
+    paths = pull_fields(target, cells, h, keys=3, frames=30, lift=False)
+    regions = pull_fields(target, cells, h, keys=3, frames=30, lift=True)
+    assert len(paths) == 2 and len(regions) == 4
+    centres = (np.stack(np.meshgrid(np.arange(16), np.arange(16), indexing="ij"), -1) + 0.5) * h
+    for field, strength in zip(paths, (G, 2 * G)):
+        assert field.values.shape == (3, 16, 16, 2) and field.frames == 30
+        far = np.linalg.norm(centres - target, axis=-1) > 0.1
+        toward = ((target - centres) * field.values[0]).sum(-1)
+        assert (toward[far] > 0).all()
+        np.testing.assert_allclose(np.linalg.norm(field.values[0][far], axis=-1), strength, rtol=1e-5)
+        near = np.linalg.norm(centres - target, axis=-1) < 0.04
+        assert (np.linalg.norm(field.values[0][near], axis=-1) < strength).all()
+    lifted = regions[1].values - regions[0].values
+    np.testing.assert_allclose(lifted[..., 1], G, rtol=1e-5)
+    assert all(f.peak <= MAX_CONTROL_ACCEL + 1e-4 for f in regions)

@@ -200,6 +200,22 @@ def test_the_handover_level_counts_water_at_its_j_and_comes_down(dam_break):
     assert stepper.history[1] == pytest.approx((water_level + 0.3 - REST_DECAY, PHI_REST))
 
 
+def test_the_claimed_fraction_counts_water_at_its_j_and_sand_at_rest():
+    """The handover level's channel: water particles count at their J (the volume the solver's pressure
+    answers to), sand at its rest volume whatever its J field holds."""
+    scene = load_scene("water_sand")
+    solver = build_solver(scene)
+    state = solver.particles()
+    state["J"][:] = 0.5
+    solver.set_particles(state)
+    grid = ModelGrid(2, 1 / 64, scene.size)
+    transfer = solver.grid_transfer(grid.h, PAD, grid.shape, claimed=True)
+    water, sand, claimed = transfer[0], transfer[3], transfer[-1]
+    assert water.sum() > 1 and sand.sum() > 1
+    np.testing.assert_allclose(claimed, 0.5 * water + sand + transfer[1] + transfer[2], atol=1e-4)
+    solver.close()
+
+
 def test_spreading_crowded_particles_moves_only_positions_and_only_where_crowded(dam_break):
     """A learned frame ends by spreading particles out of crowded spots at their own scale: a clump
     spreads out, water at rest spacing stays put, and v, C, F and J are not touched."""

@@ -16,7 +16,7 @@ from neural.grid import PAD, ModelGrid, frame_features
 from neural.guard import Guard
 from neural.model import GridStepper, ModelSpec, WeightsError, load_weights, save_weights
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
-from neural.train import TrainConfig, optimise, train
+from neural.train import Shards, TrainConfig, optimise, rollout_loss, train
 from sim.build import build_solver
 from sim.scene import load_scene, parse_scene
 
@@ -151,8 +151,9 @@ def test_datagen_train_calibrate_eval_end_to_end(tmp_path):
         progress=False,
     )
     assert json.loads(weights.with_suffix(".json").read_text())["steps"] == 14
-    # Fine-tuning from those weights, with early frames and pushforward unrolled over 1-3 of its own frames
-    # from the first step: the scales are the initial weights', and the metadata says where it started.
+    # Fine-tuning from those weights, with early frames, pushforward unrolled over 1-3 of its own frames
+    # from the first step and the rollout loss over 2: the scales are the initial weights', and the
+    # metadata says where it started.
     tuned = tmp_path / "tuned.safetensors"
     config = TrainConfig(
         "water2d",
@@ -166,12 +167,20 @@ def test_datagen_train_calibrate_eval_end_to_end(tmp_path):
         pushforward_share=1.0,
         pushforward_frames=3,
         early_share=0.5,
+        rollout_frames=2,
+        rollout_picks=1,
         init=weights,
     )
     assert np.isfinite(train(config, progress=False)["final_train_loss"])
     meta = json.loads(tuned.with_suffix(".json").read_text())
     assert meta["init"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert meta["pushforward"]["frames"] == 3 and meta["early"]["share"] == 0.5
+    assert meta["rollout"]["frames"] == 2 and np.isfinite(meta["rollout"]["final_loss"])
+    # The rollout loss reaches every weight, through both of its frames (advection and transfer too).
+    model = load_weights(tuned)
+    rollout_loss(model, Shards(data), [(1, 0)], 2).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in model.parameters()) > 0
     assert load_weights(tuned).spec.v_scale == load_weights(weights).spec.v_scale
     sand = next(p for p in SHIPPED if p.stem == "sand_ramps2d")
     with pytest.raises(WeightsError, match="materials"):
