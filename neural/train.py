@@ -185,6 +185,7 @@ def rollout_loss(
     model's own frames lead, which is what a rollout's error (and the scene benchmark) is made of."""
     spec = model.spec
     total = torch.zeros(())
+    velocity = slice(N_MATERIALS, N_MATERIALS + spec.dim)
     for t, k in picks:
         f = torch.from_numpy(np.asarray(shards.features[t][k], np.float32))
         x = torch.from_numpy(np.asarray(shards.particles(t)["x"][k], np.float32))
@@ -192,7 +193,6 @@ def rollout_loss(
             f, x = _advance_own(model, shards, t, k + m, f, x)
             true = torch.from_numpy(np.asarray(shards.features[t][k + m + 1], np.float32))
             held = ((f[:N_MATERIALS].sum(0) > 0) | (true[:N_MATERIALS].sum(0) > 0)).float()
-            velocity = slice(N_MATERIALS, N_MATERIALS + spec.dim)
             error = (f[:N_MATERIALS] - true[:N_MATERIALS]).pow(2).sum(0)
             error = error + ((f[velocity] - true[velocity]) / spec.v_scale).pow(2).sum(0)
             total = total + (error * held).sum() / held.sum().clamp_min(1.0)
@@ -273,7 +273,11 @@ def optimise(model: torch.nn.Module, optimizer, loss: torch.Tensor, running: flo
     if not torch.isfinite(norm):
         raise FloatingPointError("non-finite training loss or gradient: the weights were not updated")
     optimizer.step()
-    value = float(loss.detach())
+    return running_mean(running, float(loss.detach()))
+
+
+def running_mean(running: float | None, value: float) -> float:
+    """The exponential running mean of a loss (the progress bar's and the metadata's)."""
     return value if running is None else 0.98 * running + 0.02 * value
 
 
@@ -374,6 +378,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     began = time.time()
     running = None
     rollout_running = None
+    # Rollouts need rollout_frames frames after their start.
+    long_enough = [t for t in train_ids if frames_per[t] > cfg.rollout_frames]
     pushforward_dropped = 0  # own frames that went non-finite (their picks trained on the shard's frame)
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
@@ -410,18 +416,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             )
         loss = masked_loss(ddp, spec, features, targets)
         if cfg.rollout_frames > 0 and cfg.rollout_picks > 0:
-            # Rollouts need rollout_frames frames after their start.
-            long_enough = [t for t in train_ids if frames_per[t] > cfg.rollout_frames]
             starts = [
                 (t, _pick_frame(rng, frames_per[t] - cfg.rollout_frames, cfg.early_share))
                 for t in rng.choice(long_enough, cfg.rollout_picks)
             ]
             rollout = rollout_loss(model, shards, starts, cfg.rollout_frames)
-            rollout_running = (
-                float(rollout.detach())
-                if rollout_running is None
-                else (0.98 * rollout_running + 0.02 * float(rollout.detach()))
-            )
+            rollout_running = running_mean(rollout_running, float(rollout.detach()))
             loss = loss + cfg.rollout_weight * rollout
         try:
             running = optimise(model, optimizer, loss, running)
