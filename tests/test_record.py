@@ -246,6 +246,25 @@ def test_pouring_a_material_the_weights_never_saw_switches_to_the_solver():
     session.close()
 
 
+def test_an_obstacle_added_to_a_scene_without_any_brings_weights_trained_with_obstacles():
+    session = Session("dam_break", overrides={"grid": 32}, mode="hybrid")
+    if session.mode != "hybrid":
+        pytest.skip(session.mode_message)  # no shipped weights fit
+    assert not session.stepper.neural.spec.obstacles
+    box = {"shape": "box", "min": [0.6, 0.0], "max": [0.65, 0.12]}
+    session.add_obstacle(box)
+    assert session.mode == "hybrid" and session.stepper.neural.spec.obstacles  # water_ramps2d
+    assert "obstacle was added" in session.mode_message
+    assert session.tick().path in ("neural", "audit", "fallback")
+    session.reset()  # the box is gone: the scene's own weights again
+    assert session.mode == "hybrid" and not session.stepper.neural.spec.obstacles
+    pinned = Session("dam_break", overrides={"grid": 32}, mode="hybrid", model=session.stepper.weights)
+    pinned.add_obstacle(box)  # weights named by --model are kept, their guard judging each frame
+    assert pinned.mode == "hybrid" and not pinned.stepper.neural.spec.obstacles
+    for s in (session, pinned):
+        s.close()
+
+
 TANK_3D = """
 [scene]
 name = "tank3d"
