@@ -104,6 +104,7 @@ class Session:
         self._initial = state_io.snapshot(self.solver)
         self.ledger = ParticleLedger(self.solver.n)
         self.model = model  # --model override; None lets the stepper choose weights that fit the scene
+        self._refitted = False  # weights re-chosen for an obstacle added at run time (_refit_for_obstacles)
         self.mode = "numerical"
         self.stepper = NumericalStepper()
         self.mode_message = "numerical"
@@ -202,7 +203,7 @@ class Session:
         (_refit_for_obstacles). Everything is put back as it was, the stepper reset."""
         start = state_io.snapshot(self.solver)
         pours = dict(self._pours)
-        stepper = (self.stepper, self.mode, self.mode_message)
+        stepper = (self.stepper, self.mode, self.mode_message, self._refitted)
         size = np.asarray(self.scene.size, float)
         trained_on = getattr(getattr(self.stepper, "neural", self.stepper), "spec", None)
         material = trained_on.materials[0] if trained_on is not None else "water"
@@ -214,14 +215,15 @@ class Session:
             down = -0.5 * np.eye(self.dim)[1]
             self.pour(size / 2, 0.02 * float(size.min()), down, material, name="warm-up")
             self.add_obstacle(corner)
-            for warming in {id(s): s for s in (stepper[0], self.stepper)}.values():
+            swapped = [self.stepper] if self.stepper is not stepper[0] else []
+            for warming in [stepper[0], *swapped]:
                 warm = getattr(warming, "warm_up", None)
                 warm(self.solver) if warm is not None else warming.advance(self.solver)
         finally:
             self._pours = pours
             self.solver.set_brushes([])
             state_io.restore(self.solver, start)
-            self.stepper, self.mode, self.mode_message = stepper
+            self.stepper, self.mode, self.mode_message, self._refitted = stepper
             self.stepper.reset()
 
     def settle(self) -> None:
@@ -254,6 +256,7 @@ class Session:
         self.stepper = stepper
         self.mode = stepper.name
         self.mode_message = message
+        self._refitted = False
         return message
 
     @property
@@ -393,6 +396,7 @@ class Session:
         self.settle()
         self.stepper, self.mode = stepper, stepper.name
         self.mode_message = f"{message} (an obstacle was added; {spec.family} was trained without)"
+        self._refitted = True
 
     def obstacle_at(self, point) -> int | None:
         """Index of the obstacle containing `point` (the nearest surface wins), or None."""
@@ -467,7 +471,7 @@ class Session:
         state_io.restore(self.solver, self._initial)
         self.stepper.reset()
         self.ledger = ParticleLedger(self.solver.n)
-        if self.stepper.name != "numerical" and self.mode_message.endswith("was trained without)"):
+        if self._refitted:
             self.set_mode(self.mode)  # the obstacles are gone: the scene's own weights again
 
     def apply(self, action: Action) -> None:
