@@ -19,6 +19,7 @@ from control.controller import DEFAULT_WINDOW, ClosedLoop, Controller, load_for_
 from control.critic import Critic
 from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
+from neural.model import ModelSpec
 from neural.stepper import NumericalStepper
 from sim import state as state_io
 from sim.budget import MAX_SPEED, REFUSE_FRAME_SECONDS, frame_seconds
@@ -136,6 +137,11 @@ class Session:
         return self.solver.frame
 
     @property
+    def trained_on(self) -> ModelSpec | None:
+        """The running learned stepper's ModelSpec (what its weights were trained on), or None."""
+        return getattr(getattr(self.stepper, "neural", self.stepper), "spec", None)
+
+    @property
     def mid_frame(self) -> bool:
         """A sliced solver frame is in progress (its slices run on the next ticks)."""
         return getattr(self.stepper, "slice_progress", None) is not None
@@ -205,7 +211,7 @@ class Session:
         pours = dict(self._pours)
         stepper = (self.stepper, self.mode, self.mode_message, self._refitted)
         size = np.asarray(self.scene.size, float)
-        trained_on = getattr(getattr(self.stepper, "neural", self.stepper), "spec", None)
+        trained_on = self.trained_on
         material = trained_on.materials[0] if trained_on is not None else "water"
         direction = np.eye(self.dim)[0]
         corner = {"shape": "box", "min": [0.0] * self.dim, "max": (0.02 * size).tolist()}
@@ -342,7 +348,7 @@ class Session:
         water_c = self.scene.sound_speed or self.solver.config.water_sound_speed
         slot = self.solver.add_material(resolve(MATERIAL_NAMES[material], {}, water_c))
         self.stop_pour(name)
-        trained_on = getattr(getattr(self.stepper, "neural", self.stepper), "spec", None)
+        trained_on = self.trained_on
         if trained_on is not None and material not in trained_on.materials:
             # Weights never saw this material: their frames would be garbage, so the solver takes over.
             self.mode_message = f"numerical: the {trained_on.family} weights were not trained on {material}"
@@ -386,10 +392,10 @@ class Session:
         fit the scene (dam_break: water_ramps2d). Where none do (3D water) or --model named the weights,
         it keeps its weights, its guard and audits judging each frame: going to the solver instead took
         dam_break_3d's window from 19 fps to 9 with 200 stalls a minute."""
-        spec = getattr(getattr(self.stepper, "neural", self.stepper), "spec", None)
+        spec = self.trained_on
         if spec is None or spec.obstacles or self.model is not None:
             return
-        scene = replace(self.scene, obstacles=[*self.scene.obstacles, *self.solver.colliders])
+        scene = replace(self.scene, obstacles=list(self.solver.colliders))  # the scene's own among them
         stepper, message = make_stepper(self.mode, scene)
         if isinstance(stepper, NumericalStepper):
             return
