@@ -17,6 +17,7 @@ from app.script import Action
 from control.condition import control_grid, solver_fluid
 from control.controller import DEFAULT_WINDOW, ClosedLoop, Controller, load_for_scene
 from control.critic import Critic
+from control.forcefield import MAX_CONTROL_ACCEL
 from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
 from neural.model import ModelSpec
@@ -33,6 +34,7 @@ from sim.solver import Brush, CapacityError, NonFiniteError
 from sim.state import StateFileError
 
 PARTICLE_RADIUS_SCALE = 0.75  # drawn radius over particle spacing: a little overlap reads as a continuum
+ARROW_CELLS = 1.5  # a force arrow at the control cap spans this many arrow spacings (Session.arrow_scale)
 
 
 class ActionRefused(ValueError):
@@ -556,10 +558,19 @@ class Session:
             obstacles=[c.describe() for c in self.solver.colliders],
             strokes=self.sketch_strokes() + list(strokes or []),
             force_arrows=self.force_arrows(),
+            arrow_scale=self.arrow_scale,
             hud=hud,
             color_mode=color_mode,
             speed_scale=max(1.0, 0.5 * self.scene.max_speed),
         )
+
+    @property
+    def arrow_scale(self) -> float:
+        """Metres of arrow per m/s^2: the cap (4 g) spans ARROW_CELLS arrow spacings, so neighbouring
+        arrows never cross and the water under them stays visible (at a fixed 1 cm per m/s^2 a 4 g arrow
+        was 39 cm long, and a plan's field buried the dam break it was steering)."""
+        spacing = max(self.scene.size) / self.solver.config.force_grid * (2 if self.dim == 3 else 1)
+        return ARROW_CELLS * spacing / MAX_CONTROL_ACCEL
 
     def force_arrows(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The active ForceField at the current time, one arrow per control cell with any force; before the

@@ -27,6 +27,7 @@ from app.gui.mapping import PanZoom, ToolPlane, mapping_for  # noqa: E402
 from app.gui.modes import MODES, available_modes  # noqa: E402
 from app.gui.window import MainWindow  # noqa: E402
 from app.render.camera import OrbitCamera  # noqa: E402
+from app.session import ARROW_CELLS  # noqa: E402
 
 GRID = {"grid": 32}
 BLOCK = """
@@ -468,8 +469,15 @@ def test_sketch_tool_draws_a_stroke_plans_off_the_frame_path_and_esc_clears(bloc
 
     qtbot.waitUntil(applied, timeout=30000)
     assert "sketch control active" in block.hud_text()
-    assert block.viewport.frame_view().force_arrows is not None  # the planned field, drawn as arrows
+    view = block.viewport.frame_view()
+    assert view.force_arrows is not None  # the planned field, drawn as arrows
+    # short enough that neighbouring arrows never cross: even one at the cap spans ARROW_CELLS spacings
+    spacing = max(session.scene.size) / session.solver.config.force_grid
+    longest = float(np.linalg.norm(view.force_arrows[1], axis=1).max()) * view.arrow_scale
+    assert 0 < longest <= ARROW_CELLS * spacing + 1e-9
     assert len(block.viewport.frame_view().strokes) == 1
+    block.activateWindow()  # Esc is a window shortcut: it needs the window active (run alone, it was not)
+    qtbot.waitUntil(block.isActiveWindow, timeout=5000)
     QTest.keyClick(block.viewport, Qt.Key.Key_Escape)
     assert session.sketched is None and session.solver.force_field() is None
     assert "sketch cleared" in block.statusBar().currentMessage()
