@@ -17,7 +17,7 @@ from app.script import Action
 from control.condition import control_grid, solver_fluid
 from control.controller import DEFAULT_WINDOW, ClosedLoop, Controller, load_for_scene
 from control.critic import Critic
-from control.forcefield import MAX_CONTROL_ACCEL
+from control.forcefield import G
 from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
 from neural.model import ModelSpec
@@ -34,7 +34,7 @@ from sim.solver import Brush, CapacityError, NonFiniteError
 from sim.state import StateFileError
 
 PARTICLE_RADIUS_SCALE = 0.75  # drawn radius over particle spacing: a little overlap reads as a continuum
-ARROW_CELLS = 1.5  # a force arrow at the control cap spans this many arrow spacings (Session.arrow_scale)
+ARROW_CELLS = 1.5  # the shown field's peak force spans this many arrow spacings (Session.arrow_scale)
 
 
 class ActionRefused(ValueError):
@@ -566,15 +566,19 @@ class Session:
 
     @property
     def arrow_scale(self) -> float:
-        """Metres of arrow per m/s^2: the cap (4 g) spans ARROW_CELLS arrow spacings, so neighbouring
-        arrows never cross and the water under them stays visible (at a fixed 1 cm per m/s^2 a 4 g arrow
-        was 39 cm long, and a plan's field buried the dam break it was steering)."""
+        """Metres of arrow per m/s^2: the peak of the field shown (over its whole window, at least 1 g)
+        spans ARROW_CELLS arrow spacings, so neighbouring arrows never cross and the water under them
+        stays visible, while a field that eases off over its window visibly shrinks. (At a fixed 1 cm
+        per m/s^2 a 4 g arrow was 39 cm long and buried the dam break it steered; scaled to the 4 g cap
+        instead, a 1 g field in 3D drew dots.) The HUD gives the peak in g."""
         spacing = max(self.scene.size) / self.solver.config.force_grid * (2 if self.dim == 3 else 1)
-        return ARROW_CELLS * spacing / MAX_CONTROL_ACCEL
+        shown = self._shown_field()
+        peak = float(np.linalg.norm(shown[0], axis=-1).max()) if shown is not None else 0.0
+        return ARROW_CELLS * spacing / max(peak, G)
 
-    def force_arrows(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The active ForceField at the current time, one arrow per control cell with any force; before the
-        controller's first checked plan is applied, its quick preview (drawn, not applied)."""
+    def _shown_field(self) -> tuple[np.ndarray, float, float] | None:
+        """(values, start, end) of the field drawn now: the one in force, or before the controller's
+        first checked plan is applied, its quick preview (drawn, not applied)."""
         field_values = self.solver.force_field()
         t0, t1 = self.solver.force_window
         preview = self.control.preview if self.control is not None else None
@@ -584,6 +588,14 @@ class Session:
                 field_values = upsample(field_values, tuple(self.solver.force_cells))
         if field_values is None or not t0 <= self.solver.time <= t1:
             return None
+        return field_values, t0, t1
+
+    def force_arrows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The field shown (_shown_field) at the current time, one arrow per control cell with any force."""
+        shown = self._shown_field()
+        if shown is None:
+            return None
+        field_values, t0, t1 = shown
         keys = field_values.shape[0]
         s = 0.0 if keys == 1 else (self.solver.time - t0) / max(t1 - t0, 1e-9) * (keys - 1)
         k0 = min(int(s), max(keys - 2, 0))

@@ -471,7 +471,7 @@ def test_sketch_tool_draws_a_stroke_plans_off_the_frame_path_and_esc_clears(bloc
     assert "sketch control active" in block.hud_text()
     view = block.viewport.frame_view()
     assert view.force_arrows is not None  # the planned field, drawn as arrows
-    # short enough that neighbouring arrows never cross: even one at the cap spans ARROW_CELLS spacings
+    # short enough that neighbouring arrows never cross: the field's peak spans ARROW_CELLS spacings
     spacing = max(session.scene.size) / session.solver.config.force_grid
     longest = float(np.linalg.norm(view.force_arrows[1], axis=1).max()) * view.arrow_scale
     assert 0 < longest <= ARROW_CELLS * spacing + 1e-9
