@@ -34,7 +34,7 @@ from sim.solver import Brush, CapacityError, NonFiniteError
 from sim.state import StateFileError
 
 PARTICLE_RADIUS_SCALE = 0.75  # drawn radius over particle spacing: a little overlap reads as a continuum
-ARROW_CELLS = 1.5  # the shown field's peak force spans this many arrow spacings (Session.arrow_scale)
+ARROW_CELLS = 1.5  # the shown field's peak force spans this many arrow spacings (Session.force_arrows)
 
 
 class ActionRefused(ValueError):
@@ -548,6 +548,7 @@ class Session:
 
     def frame_view(self, color_mode: str = "material", hud: str = "", strokes=None) -> FrameView:
         state = self.solver.particles()
+        arrows, arrow_scale = self.force_arrows()
         return FrameView(
             dim=self.dim,
             size=self.scene.size,
@@ -557,24 +558,12 @@ class Session:
             particle_radius=self.particle_radius,
             obstacles=[c.describe() for c in self.solver.colliders],
             strokes=self.sketch_strokes() + list(strokes or []),
-            force_arrows=self.force_arrows(),
-            arrow_scale=self.arrow_scale,
+            force_arrows=arrows,
+            arrow_scale=arrow_scale,
             hud=hud,
             color_mode=color_mode,
             speed_scale=max(1.0, 0.5 * self.scene.max_speed),
         )
-
-    @property
-    def arrow_scale(self) -> float:
-        """Metres of arrow per m/s^2: the peak of the field shown (over its whole window, at least 1 g)
-        spans ARROW_CELLS arrow spacings, so neighbouring arrows never cross and the water under them
-        stays visible, while a field that eases off over its window visibly shrinks. (At a fixed 1 cm
-        per m/s^2 a 4 g arrow was 39 cm long and buried the dam break it steered; scaled to the 4 g cap
-        instead, a 1 g field in 3D drew dots.) The HUD gives the peak in g."""
-        spacing = max(self.scene.size) / self.solver.config.force_grid * (2 if self.dim == 3 else 1)
-        shown = self._shown_field()
-        peak = float(np.linalg.norm(shown[0], axis=-1).max()) if shown is not None else 0.0
-        return ARROW_CELLS * spacing / max(peak, G)
 
     def _shown_field(self) -> tuple[np.ndarray, float, float] | None:
         """(values, start, end) of the field drawn now: the one in force, or before the controller's
@@ -590,18 +579,26 @@ class Session:
             return None
         return field_values, t0, t1
 
-    def force_arrows(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The field shown (_shown_field) at the current time, one arrow per control cell with any force."""
+    def force_arrows(self) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
+        """(arrows, arrow scale) of the field shown (_shown_field) at the current time: one arrow per
+        control cell with fluid and any force, as (anchors, accelerations), or None; and metres of
+        arrow per m/s^2. The scale makes the shown field's peak over its whole window (at least 1 g) span
+        ARROW_CELLS arrow spacings, so neighbouring arrows never cross and the water under them stays
+        visible, while a field that eases off over its window visibly shrinks. (At a fixed 1 cm per m/s^2
+        a 4 g arrow was 39 cm long and buried the dam break it steered; scaled to the 4 g cap instead, a
+        1 g field in 3D drew dots.) The HUD gives the peak in g."""
+        h = max(self.scene.size) / self.solver.config.force_grid
+        spacing = h * (2 if self.dim == 3 else 1)  # 3D draws every other cell
         shown = self._shown_field()
         if shown is None:
-            return None
+            return None, ARROW_CELLS * spacing / G
         field_values, t0, t1 = shown
+        scale = ARROW_CELLS * spacing / max(float(np.linalg.norm(field_values, axis=-1).max()), G)
         keys = field_values.shape[0]
         s = 0.0 if keys == 1 else (self.solver.time - t0) / max(t1 - t0, 1e-9) * (keys - 1)
         k0 = min(int(s), max(keys - 2, 0))
         a = s - k0
         now = field_values[k0] if keys == 1 else (1 - a) * field_values[k0] + a * field_values[k0 + 1]
-        h = max(self.scene.size) / self.solver.config.force_grid
         cells = np.stack(np.meshgrid(*[np.arange(c) for c in self.solver.force_cells], indexing="ij"), -1)
         anchors = ((cells + 0.5) * h).reshape(-1, self.dim).astype(np.float32)
         vectors = now.reshape(-1, self.dim).astype(np.float32)
@@ -611,7 +608,7 @@ class Session:
         keep &= fluid.reshape(-1) > 0.05
         if self.dim == 3:  # every other cell: a 32³ field of arrows would bury the fluid
             keep &= (cells % 2 == 0).all(axis=-1).reshape(-1)
-        return (anchors[keep], vectors[keep]) if keep.any() else None
+        return ((anchors[keep], vectors[keep]) if keep.any() else None), scale
 
     def hud_line(self, timing: bool = True) -> str:
         """frame, sim time, mode, (ms per frame, fallback rate): timings are left out of recordings,
