@@ -21,7 +21,7 @@ from control.forcefield import G
 from control.sketch import Sketch, parse_sketch
 from neural.catalog import make_stepper, resolve_model
 from neural.model import ModelSpec
-from neural.stepper import NumericalStepper
+from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper
 from sim import state as state_io
 from sim.budget import MAX_SPEED, REFUSE_FRAME_SECONDS, frame_seconds
 from sim.build import build_solver
@@ -108,6 +108,9 @@ class Session:
         self.ledger = ParticleLedger(self.solver.n)
         self.model = model  # --model override; None lets the stepper choose weights that fit the scene
         self._refitted = False  # weights re-chosen for an obstacle added at run time (_refit_for_obstacles)
+        # The stepper with those weights, built and compiled by warm_up, kept for the first obstacle.
+        self._obstacle_fit: tuple[HybridStepper | NeuralStepper, str] | None = None
+        self._warming = False
         self.mode = "numerical"
         self.stepper = NumericalStepper()
         self.mode_message = "numerical"
@@ -208,7 +211,9 @@ class Session:
         """Compile now what a user's first solver frame, push, pour and obstacle would compile mid-play
         (in `bench gui` each was a stall of 0.1-0.8 s): one frame of every path the stepper has, with a
         brush, an emitter and an obstacle active, and of the weights an obstacle would bring in
-        (_refit_for_obstacles). Everything is put back as it was, the stepper reset."""
+        (_refit_for_obstacles), which are kept for the user's first obstacle (loading and checking them
+        again then took 0.1-0.3 s inside a frame). Everything else is put back as it was, the stepper
+        reset."""
         start = state_io.snapshot(self.solver)
         pours = dict(self._pours)
         stepper = (self.stepper, self.mode, self.mode_message, self._refitted)
@@ -217,6 +222,7 @@ class Session:
         material = trained_on.materials[0] if trained_on is not None else "water"
         direction = np.eye(self.dim)[0]
         corner = {"shape": "box", "min": [0.0] * self.dim, "max": (0.02 * size).tolist()}
+        self._warming, self._obstacle_fit = True, None
         try:
             reach = 0.05 * float(size.max())
             self.solver.set_brushes([Brush(tuple(size / 2), reach, 0.0, tuple(direction))])
@@ -228,6 +234,7 @@ class Session:
                 warm = getattr(warming, "warm_up", None)
                 warm(self.solver) if warm is not None else warming.advance(self.solver)
         finally:
+            self._warming = False
             self._pours = pours
             self.solver.set_brushes([])
             state_io.restore(self.solver, start)
@@ -265,6 +272,8 @@ class Session:
         self.mode = stepper.name
         self.mode_message = message
         self._refitted = False
+        if self._obstacle_fit is not None and self._obstacle_fit[0].name != self.mode:
+            self._obstacle_fit = None  # built for the other mode: not kept for the session's life
         return message
 
     @property
@@ -397,10 +406,16 @@ class Session:
         spec = self.trained_on
         if spec is None or spec.obstacles or self.model is not None:
             return
-        scene = replace(self.scene, obstacles=list(self.solver.colliders))  # the scene's own among them
-        stepper, message = make_stepper(self.mode, scene)
+        fit, self._obstacle_fit = self._obstacle_fit, None
+        if fit is None or fit[0].name != self.mode:
+            scene = replace(self.scene, obstacles=list(self.solver.colliders))  # the scene's own among them
+            fit = make_stepper(self.mode, scene)
+        stepper, message = fit
         if isinstance(stepper, NumericalStepper):
             return
+        if self._warming:
+            self._obstacle_fit = fit
+        stepper.reset()
         self.settle()
         self.stepper, self.mode = stepper, stepper.name
         self.mode_message = f"{message} (an obstacle was added; {spec.family} was trained without)"

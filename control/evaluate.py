@@ -632,12 +632,12 @@ def evaluate_control(
 
 def family_critic(family: str) -> Critic | None:
     """The family's own learned stepper as the critic (None when it has no shipped weights)."""
-    from neural.device import current
+    from neural.device import place
     from neural.model import load_weights
     from neural.stepper import find_weights_dir
 
     path = find_weights_dir() / f"{family}.safetensors"
-    return Critic(load_weights(path).to(current()), family) if path.is_file() else None
+    return Critic(place(load_weights(path)), family) if path.is_file() else None
 
 
 def family_plant(family: str):

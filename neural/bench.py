@@ -73,6 +73,7 @@ def scene_records(result: dict, prefix: str = "neural") -> list[dict]:
             "x",
             target=targets.get("latency_ratio"),
             hybrid_ms=hybrid["ms_per_frame"],
+            learned_ms=hybrid.get("learned_ms_per_frame"),
             solver_ms=solver["ms_per_frame"],
             learned_share=share,
             frames=result["frames"],

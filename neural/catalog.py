@@ -119,7 +119,7 @@ def make_stepper(mode: str, scene, model: str | None = None, guard_mode: str = "
     if choice.path is None:
         return NumericalStepper(), f"{mode} unavailable: {choice.reason}; running numerically"
     try:
-        network = load_weights(choice.path).to(device.current())
+        network = device.place(load_weights(choice.path))
     except WeightsError as e:
         return NumericalStepper(), f"{mode} unavailable: {e}; running numerically"
     problem = check_fits(network.spec, scene)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from neural.data import _family_solver, _seed_trajectory
+from neural.device import place
 from neural.families import FAMILY_DIM, family_max_speed
 from neural.grid import PAD, ModelGrid, p2g
 from neural.guard import Guard
@@ -182,7 +183,7 @@ def evaluate(
 ) -> dict:
     if lowres_candidates is None:
         lowres_candidates = LOWRES_CANDIDATES if FAMILY_DIM[family] == 2 else LOWRES_CANDIDATES_3D
-    network = load_weights(weights)
+    network = place(load_weights(weights))  # as the app runs it (neural.catalog.make_stepper)
     guard_file = weights.with_suffix(".guard.json")
     solver = _family_solver(family)
     results = {k: [] for k in ("neural", "hybrid", "lowres")}

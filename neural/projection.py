@@ -121,7 +121,8 @@ def project(
     (*grid) the solid mask, `capacity` (*grid) each node's room (ModelGrid.capacity) and `rest` the
     fraction above which compression is relieved, one for all nodes or per node (*grid; rest_fraction).
     Returns the projected velocities and the largest divergence before and after, in 1/s, on the held
-    nodes."""
+    nodes. The outermost node along every axis must be solid (ModelGrid's PAD nodes are walls): the
+    stencils read past the grid's edge as zero."""
     dim = velocities.shape[1]
     per_row = fractions.dim() == velocities.dim()
     u = wall_condition(velocities.float(), solid.float(), h)
@@ -158,7 +159,7 @@ def project(
     # One padded copy and 2 * dim products an iteration, where the shifts of divergence() and
     # gradient() took three times as many small tensor calls, whose overhead is the cost at these sizes.
     # Zero padding equals the shifts' wrap: the outermost PAD nodes are walls (open 0).
-    rows = rhs.dim() - dim  # the batch axes of the iteration's vectors (the masks may have fewer)
+    rows = rhs.dim() - dim  # the batch axis of the iteration's vectors, one (the masks may have none)
     grid = tuple(range(rows, rows + dim))
     inner = (slice(None),) * rows + (slice(2, -2),) * dim
     sides, weights = [], []
@@ -179,7 +180,7 @@ def project(
         return out
 
     # Conjugate gradients on each row at once, until every row's residual is TOLERANCE of its start.
-    row = (-1,) + (1,) * dim
+    row = rhs.shape[:rows] + (1,) * dim
     lam = torch.zeros_like(rhs)
     residual = direction = rhs
     rr = (residual * residual).sum(grid)

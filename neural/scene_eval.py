@@ -87,6 +87,10 @@ class Run:
         }
         if self.paths:
             out["learned_share"] = learned_share(self.paths)
+            # What a learned frame costs alone (the mean above averages in the solver's frames).
+            learned = [ms for ms, path in zip(self.ms, self.paths) if path == "neural"]
+            if learned:
+                out["learned_ms_per_frame"] = float(np.mean(learned))
         return out
 
 

@@ -458,6 +458,11 @@ def test_warm_up_leaves_no_trace():
                 np.testing.assert_array_equal(before[key], after[key])
             assert not session.solver.emitters and not session.solver.colliders and not session._pours
         paths = [session.tick().path for _ in range(3)]
+        # The first obstacle brings in weights trained with obstacles: warmed, the stepper warm_up built
+        # for them (kept, not loaded again mid-play); its frames are those of a freshly loaded one.
+        session.add_obstacle({"shape": "box", "min": [0.3, 0.0], "max": [0.36, 0.05]})
+        assert session.stepper.weights != weights and session._obstacle_fit is None
+        paths += [session.tick().path for _ in range(3)]
         runs.append((paths, session.solver.particles()["x"], session.solver.n))
         session.close()
     (paths_a, x_a, n_a), (paths_b, x_b, n_b) = runs
