@@ -18,7 +18,7 @@ import torch
 
 from control.condition import centroid, condition, control_grid, solver_fluid
 from control.critic import Critic, CriticState
-from control.forcefield import ForceField, pull_fields
+from control.forcefield import ForceField, pull_fields, push_fields
 from control.model import ControlSpec, ForceDiffusion, load_control
 from control.sketch import Sketch
 from neural.catalog import scene_materials
@@ -39,8 +39,8 @@ HORIZON_3D = 20
 # cost; the probe in the README). Record and eval wait for their plans and use the full critic.
 WINDOW_CANDIDATES = 4
 WINDOW_HORIZON = 20
-# Analytic pulls toward the sketch's goal join the diffusion model's fields in the critic's choice
-# (control.forcefield.pull_fields).
+# Analytic pulls toward the sketch's goal and uniform pushes toward it join the diffusion model's fields in
+# the critic's choice (control.forcefield.pull_fields, push_fields).
 PULLS = True
 # The window's first answer to a stroke: one field in this many DDIM steps (within 50 ms on one thread),
 # shown at once as arrows but not applied: an unchecked sample can be wild (one flung the whole dam break
@@ -231,7 +231,9 @@ class ClosedLoop:
             fields += [kept] if kept is not None else []
             if PULLS:
                 cells, keys = fluid.shape[1:], self.controller.spec.keys
-                fields += pull_fields(sketch.target(), cells, h, keys, frames, sketch.kind == "region")
+                goal, lift = sketch.target(), sketch.kind == "region"
+                fields += pull_fields(goal, cells, h, keys, frames, lift)
+                fields += push_fields(centroid(state.x, state.mass), goal, cells, keys, frames, lift)
             values = [f.values for f in fields]
             field = ForceField(self.critic.plan(state, values, frames, sketch, self.size, horizon), frames)
         self.plan_ms.append((time.perf_counter() - began) * 1000)

@@ -72,10 +72,29 @@ def pull_fields(
     offset = np.asarray(target, np.float64)[:dim] - centres
     distance = np.linalg.norm(offset, axis=-1, keepdims=True)
     direction = offset / np.maximum(distance, 0.05)  # unit beyond 5 cm, easing to zero at the target
+    return _lifted(direction, (G, 2 * G), cells, keys, frames, lift)
+
+
+def push_fields(
+    origin, target, cells: tuple[int, ...], keys: int, frames: int, lift: bool
+) -> list[ForceField]:
+    """Uniform pushes from `origin` (the fluid's centroid) toward `target`, at 0.5, 1 and 2 g (with
+    `lift`, each also with gravity's worth of lift): the kind of field the eval's constant-force baseline
+    searches, offered to the critic so that a plan can be that simple where that is what works (a pull
+    converges the water on the goal; a push carries it whole)."""
+    dim = len(cells)
+    offset = np.asarray(target, np.float64)[:dim] - np.asarray(origin, np.float64)[:dim]
+    direction = offset / max(float(np.linalg.norm(offset)), 1e-9)
+    return _lifted(np.broadcast_to(direction, (*cells, dim)), (0.5 * G, G, 2 * G), cells, keys, frames, lift)
+
+
+def _lifted(direction: np.ndarray, strengths, cells, keys: int, frames: int, lift: bool) -> list[ForceField]:
+    """`direction` (*cells, dim) at each strength, held over the window; with `lift` each also plus 1 g up."""
+    dim = len(cells)
     up = np.zeros(dim)
     up[1] = G
     out = []
-    for strength in (G, 2 * G):
+    for strength in strengths:
         for raise_by in (0.0, 1.0) if lift else (0.0,):
             values = strength * direction + raise_by * up
             out.append(ForceField(np.broadcast_to(values, (keys, *cells, dim)).copy(), frames))

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from control.forcefield import MAX_CONTROL_ACCEL, ForceField, G, pull_fields
+from control.forcefield import MAX_CONTROL_ACCEL, ForceField, G, pull_fields, push_fields
 from control.sketch import MAX_POINTS, SKETCH_CHANNELS, parse_sketch, rasterise
 
 SIZE, CELL = (1.0, 1.0), 1.0 / 32
@@ -393,3 +393,19 @@ def test_pull_fields_point_at_the_goal_and_ease_off_there():
     lifted = regions[1].values - regions[0].values
     np.testing.assert_allclose(lifted[..., 1], G, rtol=1e-5)
     assert all(f.peak <= MAX_CONTROL_ACCEL + 1e-4 for f in regions)
+
+
+def test_push_fields_carry_the_fluid_whole_toward_the_goal():
+    """The uniform proposals: the same vector in every cell and key, along the line from the fluid's
+    centroid to the goal, at 0.5, 1 and 2 g; for a region each also with gravity's worth of lift."""
+    origin, target = np.array([0.2, 0.1]), np.array([0.8, 0.9])
+    paths = push_fields(origin, target, (12, 10), keys=4, frames=30, lift=False)
+    regions = push_fields(origin, target, (12, 10), keys=4, frames=30, lift=True)
+    assert len(paths) == 3 and len(regions) == 6
+    unit = (target - origin) / np.linalg.norm(target - origin)
+    for field, strength in zip(paths, (0.5 * G, G, 2 * G)):
+        assert field.values.shape == (4, 12, 10, 2) and field.frames == 30
+        expected = np.broadcast_to(strength * unit, field.values.shape)
+        np.testing.assert_allclose(field.values, expected, rtol=1e-5)
+    np.testing.assert_allclose((regions[1].values - regions[0].values)[..., 1], G, rtol=1e-5)
+    np.testing.assert_allclose(regions[0].values, paths[0].values)
