@@ -39,9 +39,11 @@ HORIZON_3D = 20
 # cost; the probe in the README). Record and eval wait for their plans and use the full critic.
 WINDOW_CANDIDATES = 4
 WINDOW_HORIZON = 20
-# Analytic pulls toward the sketch's goal and uniform pushes toward it join the diffusion model's fields in
-# the critic's choice (control.forcefield.pull_fields, push_fields).
+# Analytic pulls toward the sketch's goal join the diffusion model's fields in the critic's choice
+# (control.forcefield.pull_fields), and in 2D uniform pushes toward it (push_fields); in 3D the pushes did
+# not pay (bench control 2026-12-06 03:19: water3d 1.192 -> 1.202, a plan 20.4 -> 31.2 s).
 PULLS = True
+PUSH_DIMS = (2,)
 # The window's first answer to a stroke: one field in this many DDIM steps (within 50 ms on one thread),
 # shown at once as arrows but not applied: an unchecked sample can be wild (one flung the whole dam break
 # at the ceiling before the critic's choice landed). The critic's choice is applied when it is ready.
@@ -233,7 +235,8 @@ class ClosedLoop:
                 cells, keys = fluid.shape[1:], self.controller.spec.keys
                 goal, lift = sketch.target(), sketch.kind == "region"
                 fields += pull_fields(goal, cells, h, keys, frames, lift)
-                fields += push_fields(centroid(state.x, state.mass), goal, cells, keys, frames, lift)
+                if sketch.dim in PUSH_DIMS:
+                    fields += push_fields(centroid(state.x, state.mass), goal, cells, keys, frames, lift)
             values = [f.values for f in fields]
             field = ForceField(self.critic.plan(state, values, frames, sketch, self.size, horizon), frames)
         self.plan_ms.append((time.perf_counter() - began) * 1000)
