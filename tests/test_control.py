@@ -320,11 +320,12 @@ def test_the_critic_scores_each_plan_at_the_windows_end(family_solver, controlle
     from control.critic import Critic
     from control.evaluate import _rollout, family_critic
 
-    horizons = []
+    horizons, proposals = [], []
 
     class Recording(Critic):
         def plan(self, state, fields, frames, sketch, size, horizon=None):
             horizons.append(min(frames, horizon or frames))
+            proposals.append(len(fields))
             return super().plan(state, fields, frames, sketch, size, horizon)
 
     critic = family_critic("water2d")
@@ -333,6 +334,8 @@ def test_the_critic_scores_each_plan_at_the_windows_end(family_solver, controlle
     loop = ClosedLoop(controller, sketch, 30, critic=Recording(critic.model), candidates=2)
     _rollout(family_solver, start, 30, loop=loop)
     assert horizons == [30, 22, 14, 6], horizons
+    # 2 samples, 2 pulls and 3 uniform pushes (control.forcefield); from the second plan, the plan in force
+    assert proposals == [7, 8, 8, 8], proposals
 
 
 def test_spray_is_the_mass_in_isolated_cells():
