@@ -54,17 +54,19 @@ def test_session_sketch_sends_the_dam_break_3d_surge_back_along_the_arrow():
     mass = session.solver.masses()
     here = centroid(session.solver.positions(), mass)
     finals = {}
+    # three plans in a 20-frame window: each 3D plan rolls all its candidate fields out with the learned
+    # stepper on 21,600 particles, the suite's costliest step
+    window = 20
     for sketched in (False, True):
         state_io.restore(session.solver, start)
         if sketched:
             # the stroke ends 30 cm back to the left: beyond where the surge's rebound alone takes the
             # water (a sketch asks for its end, and the controller does not push past it)
             end = here - [0.3, 0.0, 0.0]
-            # a 20-frame window: three plans (each 3D plan runs four learned rollouts of 21,600 particles)
-            messages = session.sketch([[here.tolist(), end.tolist()]], window_frames=20)
+            messages = session.sketch([[here.tolist(), end.tolist()]], window_frames=window)
             assert "steering" in messages[-1], messages
             assert "water3d" in messages[-1]
-        for _ in range(20):
+        for _ in range(window):
             session.tick()
             if sketched and session.solver.force_field() is not None:
                 assert session.solver.force_field().shape[1:-1] == tuple(session.solver.force_cells)
