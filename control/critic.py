@@ -168,7 +168,7 @@ class Critic:
         mass-error scale, as in the eval."""
         ends = self.rollout(state, [np.zeros_like(fields[0]), *fields], frames, horizon)
         mass = state.mass.astype(np.float64)
-        target = implied_target(state.x.astype(np.float64), mass, sketch, size)
+        target = implied_target(state.x.astype(np.float64), mass, sketch, size, float(state.volume.sum()))
         scorer = Scorer(sketch, target, mass, size)
         scorer.no_force_rmse = scorer(ends[0]).mass_rmse
         scores = self._rate(scorer, [*ends[1:], ends[0]])

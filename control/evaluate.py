@@ -341,7 +341,10 @@ def run_case(
     if not parsed.ok:
         return {"name": case.name, "skipped": "; ".join(parsed.messages)}
     sketch = parsed.sketch
-    target = case.target if case.target is not None else implied_target(x0, mass, sketch, size, seed)
+    if case.target is not None:
+        target = case.target
+    else:
+        target = implied_target(x0, mass, sketch, size, solver.p_vol * len(x0), seed)
     frames = case.window_frames
     rng = np.random.default_rng(seed)
     dim = len(cells)

@@ -51,27 +51,52 @@ def spray_share(x: np.ndarray, mass: np.ndarray, size, cells: int | None = None)
     return float(grid[isolated].sum() / max(grid.sum(), 1e-12))
 
 
-def implied_target(x: np.ndarray, mass: np.ndarray, sketch: Sketch, size, seed: int = 0) -> np.ndarray:
-    """The state a sketch asks for when none is stored (see the module docstring)."""
+def implied_target(
+    x: np.ndarray, mass: np.ndarray, sketch: Sketch, size, volume: float, seed: int = 0
+) -> np.ndarray:
+    """The state a sketch asks for when none is stored (see the module docstring). A path: the fluid
+    moved so that its centroid sits on the stroke's end. A region: the fluid at rest in it, as if the loop
+    were a cup open at the top: its rest `volume` (m^dim, all particles) filled in from the loop's
+    bottom, so a small pool sits low in a large loop and what overflows a small one stands above it.
+    (Spread over the whole region instead, a thin film became a cloud at a fraction of rest density, and
+    the score rewarded spraying the water to match it.)"""
     size = np.asarray(size, float)
     if sketch.kind == "path":
         return np.clip(x + (sketch.target() - centroid(x, mass)), 0.0, size)
     rng = np.random.default_rng(seed)
     polygon = sketch.regions[0]
+    dim = len(size)
     lo, hi = polygon.min(0), polygon.max(0)
-    if len(size) == 3:  # the region is a prism: fill it within a slab about as thick as the loop is wide
+    origin = normal = None
+    if dim == 3:  # the region is a prism: fill it within a slab about as thick as the loop is wide
         origin, basis = plane_frame(polygon)
         normal = np.cross(basis[0], basis[1])
         reach = float(np.linalg.norm(polygon - origin, axis=1).mean())
         lo, hi = np.maximum(lo - reach, 0.0), np.minimum(hi + reach, size)
-    points = np.zeros((0, len(size)))
-    while len(points) < len(x):
-        trial = rng.uniform(lo, hi, (4 * len(x), len(size)))
-        keep = inside_region(trial, polygon)
-        if len(size) == 3:
-            keep &= np.abs((trial - origin) @ normal) <= reach
-        points = np.concatenate([points, trial[keep]])
-    return np.clip(points[: len(x)], 0.0, size)
+    hi = hi.copy()
+    hi[1] = size[1]  # the cup is open up to the domain's top
+    box = float(np.prod(np.maximum(hi - lo, 1e-9)))
+    n = len(x)
+    count = min(max(4 * n, int(np.ceil(2 * n * box / max(volume, 1e-12)))), 2_000_000)
+    points = rng.uniform(lo, hi, (count, dim))
+    slab = np.abs((points - origin) @ normal) <= reach if dim == 3 else np.ones(count, bool)
+    base = inside_region(points, polygon) & slab
+    # In the cup: the region itself, and above the region's top in its column (the binned columns only
+    # decide what stands above the loop; inside it the test is exact)
+    across = [a for a in range(dim) if a != 1]
+    bins = 128 if dim == 2 else 48
+    column = np.zeros(count, np.int64)
+    for a in across:
+        k = np.clip(((points[:, a] - lo[a]) / max(hi[a] - lo[a], 1e-9) * bins).astype(int), 0, bins - 1)
+        column = column * bins + k
+    top = np.full(bins ** len(across), -np.inf)
+    np.maximum.at(top, column[base], points[base, 1])
+    top[top == -np.inf] = np.inf  # a column that never meets the region holds nothing
+    cup = base | ((points[:, 1] >= top[column]) & slab)
+    filled = points[cup][np.argsort(points[cup, 1], kind="stable")]
+    filled = filled[: max(n, int(round(volume / box * count)))]  # each point stands for box / count
+    pick = rng.choice(len(filled), n, replace=len(filled) < n)
+    return np.clip(filled[pick], 0.0, size)
 
 
 class Scorer:

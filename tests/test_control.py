@@ -350,6 +350,48 @@ def test_spray_is_the_mass_in_isolated_cells():
     assert 0.03 < share <= 200 / 4200 + 1e-9, share
 
 
+def _loop(centre, radius, points=48):
+    angle = np.linspace(0.0, 2.0 * np.pi, points)
+    return [[[centre[0] + radius * np.cos(a), centre[1] + radius * np.sin(a)] for a in angle]]
+
+
+def test_a_regions_target_is_the_fluid_at_rest_in_it_filled_from_the_bottom():
+    """A region's implied target holds the fluid's rest volume, not the loop's area: a small pool sits
+    low in a large loop at about the fluid's own density, and what overflows a small loop stands above
+    it, in its columns."""
+    from control.score import implied_target, spray_share
+    from control.sketch import inside_region
+
+    rng = np.random.default_rng(1)
+    spacing = 1.0 / 128  # a film of 0.02 m^2 at 1 particle per metric cell
+    film = np.stack(np.meshgrid(np.arange(0.1, 0.9, spacing), np.arange(0.0, 0.025, spacing)), -1)
+    film = film.reshape(-1, 2)
+    mass, volume = np.ones(len(film)), len(film) * spacing**2
+    loop = parse_sketch(_loop((0.5, 0.3), 0.2), SIZE, CELL).sketch
+    target = implied_target(film, mass, loop, SIZE, volume)
+    assert target.shape == film.shape
+    polygon = loop.regions[0]
+    assert inside_region(target, polygon).mean() > 0.99
+    # filled from the loop's bottom (0.1) to the level that holds the volume: about 0.1 m deep here
+    assert target[:, 1].min() < 0.12 and np.quantile(target[:, 1], 0.99) < 0.25
+    assert spray_share(target, mass, SIZE) < 0.05
+    # a lot of fluid in a small loop: the loop is full and the rest stands above it, within its width
+    pile = rng.uniform([0.0, 0.0], [1.0, 0.3], (20000, 2))
+    small = parse_sketch(_loop((0.5, 0.15), 0.08), SIZE, CELL).sketch
+    target = implied_target(pile, np.ones(len(pile)), small, SIZE, 0.3)
+    inside = inside_region(target, small.regions[0])
+    assert 0.1 < inside.mean() < 0.3, inside.mean()  # the loop's area (0.02) of the volume (0.3)
+    assert np.all(np.abs(target[:, 0] - 0.5) <= 0.081) and target[~inside, 1].min() > 0.1
+    # 3D: the loop's prism within its slab, filled from the bottom the same way
+    size3 = (1.0, 1.0, 1.0)
+    loop3 = [[[0.5 + 0.2 * np.cos(a), 0.3 + 0.2 * np.sin(a), 0.5] for a in np.linspace(0, 2 * np.pi, 48)]]
+    sketch3 = parse_sketch(loop3, size3, CELL).sketch
+    blob = rng.uniform([0.1, 0.0, 0.1], [0.9, 0.05, 0.9], (6000, 3))
+    target = implied_target(blob, np.ones(6000), sketch3, size3, 0.002)
+    assert inside_region(target, sketch3.regions[0]).mean() > 0.99
+    assert target[:, 1].max() < 0.3  # 0.002 m^3 fills the lowest part of the prism only
+
+
 def test_eval_control_runs_a_case_file_on_a_builtin_scene(tmp_path):
     """A case may name an app scene: it runs on that scene's solver at the scene's resolution, from
     warmup_frames after its start, with the critic that fits it, and writes its frame sheet."""
