@@ -82,9 +82,10 @@ def implied_target(
     slab = np.abs((points - origin) @ normal) <= reach if dim == 3 else np.ones(count, bool)
     base = inside_region(points, polygon) & slab
     # In the cup: the region itself, and above the region's top in its column (the binned columns only
-    # decide what stands above the loop; inside it the test is exact)
+    # decide what stands above the loop; inside it the test is exact). A 3D floor loop's slab is a layer
+    # on the floor; above it its columns rise to the domain's top, so it holds a pool of any depth.
     across = [a for a in range(dim) if a != 1]
-    bins = 128 if dim == 2 else 48
+    bins = 256 if dim == 2 else 96
     column = np.zeros(count, np.int64)
     for a in across:
         k = np.clip(((points[:, a] - lo[a]) / max(hi[a] - lo[a], 1e-9) * bins).astype(int), 0, bins - 1)
@@ -92,7 +93,7 @@ def implied_target(
     top = np.full(bins ** len(across), -np.inf)
     np.maximum.at(top, column[base], points[base, 1])
     top[top == -np.inf] = np.inf  # a column that never meets the region holds nothing
-    cup = base | ((points[:, 1] >= top[column]) & slab)
+    cup = base | (points[:, 1] >= top[column])
     filled = points[cup][np.argsort(points[cup, 1], kind="stable")]
     filled = filled[: max(n, int(round(volume / box * count)))]  # each point stands for box / count
     pick = rng.choice(len(filled), n, replace=len(filled) < n)
