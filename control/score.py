@@ -73,7 +73,6 @@ def implied_target(
         normal = np.cross(basis[0], basis[1])
         reach = float(np.linalg.norm(polygon - origin, axis=1).mean())
         lo, hi = np.maximum(lo - reach, 0.0), np.minimum(hi + reach, size)
-    hi = hi.copy()
     hi[1] = size[1]  # the cup is open up to the domain's top
     box = float(np.prod(np.maximum(hi - lo, 1e-9)))
     n = len(x)
