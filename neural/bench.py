@@ -112,6 +112,10 @@ def scene_records(result: dict, prefix: str = "neural") -> list[dict]:
     for key in ("peak_speed", "j_p1", "j_p99", "fraction_max", "fraction_p99"):
         unit = "m/s" if key == "peak_speed" else ""
         records.append(record(f"{base}.hybrid.{key}", hybrid[key], unit, solver=solver[key]))
+    if "on_obstacles" in hybrid:  # material left on the obstacles over the last frames
+        records.append(
+            record(f"{base}.hybrid.on_obstacles", hybrid["on_obstacles"], "", solver=solver["on_obstacles"])
+        )
     return records
 
 

@@ -362,6 +362,24 @@ def test_evaluate_scene_reports_observables_and_writes_a_sheet(tmp_path):
     assert len(result["guard"]["fired"]) == len(result["guard"]["needed"]) == 2
 
 
+def test_material_on_obstacles_counts_the_mass_just_outside_their_surfaces():
+    from neural.scene_eval import on_obstacles
+
+    solver = build_solver(load_scene("sand_ramps"))
+    try:
+        state = solver.particles()
+        away = {**state, "x": np.tile([0.5, 0.7], (len(state["x"]), 1))}
+        assert on_obstacles(solver, away, 0.03) == 0.0
+        ramp = solver.colliders[0]
+        up = ramp.rotation[1] * np.sign(ramp.rotation[1][1])  # the ramp's upward normal
+        resting = {**state, "x": np.tile(ramp.center + up * (ramp.half_size[1] + 0.01), (len(state["x"]), 1))}
+        assert on_obstacles(solver, resting, 0.03) == pytest.approx(1.0)
+        inside = {**state, "x": np.tile(ramp.center, (len(state["x"]), 1))}
+        assert on_obstacles(solver, inside, 0.03) == 0.0
+    finally:
+        solver.close()
+
+
 WATER_SAND2D = find_weights_dir() / "water_sand2d.safetensors"
 
 
