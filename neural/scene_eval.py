@@ -127,19 +127,18 @@ def _observe(run: Run, solver, h: float, frame: int, reference_mass=None, size=N
     phi = _fractions(solver, h)
     run.fraction_max.append(float(phi.max()) if len(phi) else 0.0)
     run.fraction_p99.append(float(np.percentile(phi, 99)) if len(phi) else 0.0)
+    mass = solver.masses(state["slot"])
     if solver.colliders and len(x):
-        run.on_obstacles.append(on_obstacles(solver, state, ON_OBSTACLES_CELLS * h))
+        run.on_obstacles.append(on_obstacles(solver.colliders, x, mass, ON_OBSTACLES_CELLS * h))
     if reference_mass is not None:
-        mass = solver.masses(state["slot"])
         run.rmse.append(_rmse(x, mass, reference_mass, size, cells))
     if frame in SHEET_FRAMES:
         run.frames[frame] = {"x": x.copy(), "material": state["material"].copy()}
 
 
-def on_obstacles(solver, state: dict, band: float) -> float:
-    """The mass share of particles within `band` of an obstacle's surface, outside it."""
-    distance = np.min([c.signed_distance(state["x"]) for c in solver.colliders], axis=0)
-    mass = solver.masses(state["slot"])
+def on_obstacles(colliders, x: np.ndarray, mass: np.ndarray, band: float) -> float:
+    """The mass share of particles (positions `x`, masses `mass`) within `band` outside a collider."""
+    distance = np.min([c.signed_distance(x) for c in colliders], axis=0)
     return float(mass[(distance >= 0) & (distance < band)].sum() / max(mass.sum(), 1e-12))
 
 

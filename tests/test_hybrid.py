@@ -367,15 +367,14 @@ def test_material_on_obstacles_counts_the_mass_just_outside_their_surfaces():
 
     solver = build_solver(load_scene("sand_ramps"))
     try:
-        state = solver.particles()
-        away = {**state, "x": np.tile([0.5, 0.7], (len(state["x"]), 1))}
-        assert on_obstacles(solver, away, 0.03) == 0.0
-        ramp = solver.colliders[0]
+        colliders, mass = solver.colliders, solver.masses(solver.particles()["slot"])
+        n = len(mass)
+        assert on_obstacles(colliders, np.tile([0.5, 0.7], (n, 1)), mass, 0.03) == 0.0  # away from both
+        ramp = colliders[0]
         up = ramp.rotation[1] * np.sign(ramp.rotation[1][1])  # the ramp's upward normal
-        resting = {**state, "x": np.tile(ramp.center + up * (ramp.half_size[1] + 0.01), (len(state["x"]), 1))}
-        assert on_obstacles(solver, resting, 0.03) == pytest.approx(1.0)
-        inside = {**state, "x": np.tile(ramp.center, (len(state["x"]), 1))}
-        assert on_obstacles(solver, inside, 0.03) == 0.0
+        resting = np.tile(ramp.center + up * (ramp.half_size[1] + 0.01), (n, 1))
+        assert on_obstacles(colliders, resting, mass, 0.03) == pytest.approx(1.0)
+        assert on_obstacles(colliders, np.tile(ramp.center, (n, 1)), mass, 0.03) == 0.0  # inside
     finally:
         solver.close()
 
