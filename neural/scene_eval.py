@@ -186,9 +186,11 @@ def guard_quality(solver, hybrid: HybridStepper, start, frames: int, h: float, s
     in mass or physics (peak speed, compression, water J): the error a kept learned frame leads into,
     which one frame alone hides (sand whose learned frames keep it sliding is right for a frame, wrong for
     four). The guard "fires" when the hybrid would not keep the learned frame: its physics checks fail, an
-    audit (on the hybrid's own schedule; see Audit) finds the frame off, or the last audit failed. The
-    rollout goes on from the first learned frame where it was kept and from the first shadow frame where
-    not, as the hybrid does (without its backoff, so that every frame is scored)."""
+    audit (on the hybrid's own schedule; see Audit) finds the frame off, the last audit failed, or the
+    frame is one of the solver frames the hybrid's backoff runs after a fallback (its hysteresis: the
+    hybrid's own bookkeeping decides). The rollout goes on from the first learned frame where it was kept
+    and from the first shadow frame where not, as the hybrid does; every frame's learned continuation is
+    scored, hysteresis frames' too."""
     guard: Guard = hybrid.guard
     neural = hybrid.neural
     numerical = NumericalStepper()
@@ -197,6 +199,8 @@ def guard_quality(solver, hybrid: HybridStepper, start, frames: int, h: float, s
     hybrid.reset()
     for _ in range(frames):
         audit_now = hybrid.audit.tick(solver)
+        # As HybridStepper._frame: an audit first, then an untrusted stepper, then the backoff's frames.
+        held_back = not audit_now and hybrid.audit.trusted and hybrid.take_hysteresis_frame()
         pre, history = state_io.snapshot(solver), neural.history
         numerical.advance(solver)
         shadow_first = state_io.snapshot(solver)
@@ -232,23 +236,29 @@ def guard_quality(solver, hybrid: HybridStepper, start, frames: int, h: float, s
                 or gaps["j"] > NEEDED_J
             )
             trusted = hybrid.audit.record(error, step_change) if audit_now else hybrid.audit.trusted
-            keep = trusted and verdict.ok
+            keep = trusted and verdict.ok and not held_back
+            guard_failed = not (audit_now or held_back or verdict.ok) and trusted
             if detail is not None:
                 scores = {f"guard.{k}": v for k, v in verdict.scores.items()}
-                detail.append({**gaps, **scores, "audit": audit_now, "trusted": trusted})
+                detail.append(
+                    {**gaps, **scores, "audit": audit_now, "trusted": trusted, "held_back": held_back}
+                )
         except NonFiniteError:  # non-finite output: the guard must fire, and the frame needs the solver
             keep, need = False, True
+            guard_failed = not (audit_now or held_back) and hybrid.audit.trusted
             if audit_now:
                 hybrid.audit.record(float("inf"), 0.0)
         fired.append(not keep)
         needed.append(bool(need))
+        if guard_failed:
+            hybrid.falling_back()
         if keep:
+            hybrid.learned_frame_kept()
             state_io.restore(solver, learned_first)
             neural.history = learned_history
         else:
             state_io.restore(solver, shadow_first)
-            guard.observe(solver)
-            neural.reset()
+            hybrid.after_solver_frame(solver)
     return fired, needed
 
 

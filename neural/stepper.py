@@ -228,6 +228,36 @@ class HybridStepper:
         self._after_solver = False
         self._job = self.slice_progress = None  # a sliced frame in progress is dropped with the state
 
+    # The fallback policy's bookkeeping, shared with neural.scene_eval.guard_quality, which follows the
+    # hybrid's own decisions along its trajectory.
+    def take_hysteresis_frame(self) -> bool:
+        """Whether this frame goes to the solver as hysteresis after a fallback (counted off if so)."""
+        if self._numerical_left > 0:
+            self._numerical_left -= 1
+            return True
+        return False
+
+    def learned_frame_kept(self) -> None:
+        self._calm += 1
+        if self._calm >= self.calm_frames:
+            self._hysteresis = 0
+        self._after_solver = False
+
+    def falling_back(self) -> None:
+        """A learned frame failed the guard: count it and set the solver frames that follow its own."""
+        self.fallbacks += 1
+        if self._after_solver:
+            self.refails += 1
+            self._hysteresis = min(max(1, 2 * self._hysteresis), self.max_hysteresis)
+        self._numerical_left = self._hysteresis
+        self._calm = 0
+
+    def after_solver_frame(self, solver: MPMSolver) -> None:
+        """The guard learns the solver's state, and the next learned frame starts without history."""
+        self.guard.observe(solver)
+        self.neural.reset()
+        self._after_solver = True
+
     def _solver_frame(self, solver: MPMSolver) -> Generator[None, None, StepReport]:
         """A solver frame, scored by the guard (it may not be rejected: the solver is the truth).
 
@@ -250,9 +280,7 @@ class HybridStepper:
         ms = (spent + time.perf_counter() - mark) * 1e3
         report = StepReport("numerical", ms, {"solver": ms}, stats=stats)
         report.guard = self.guard.check(solver, before, report.stats)
-        self.guard.observe(solver)
-        self.neural.reset()
-        self._after_solver = True
+        self.after_solver_frame(solver)
         return report
 
     def _audited_frame(self, solver: MPMSolver) -> Generator[None, None, StepReport]:
@@ -335,8 +363,7 @@ class HybridStepper:
             report.path, report.weights = "numerical", self.weights
             report.reason = f"the last audit found the learned frames off by {self.audit.last_error:.3g}"
             return report
-        if self._numerical_left > 0:
-            self._numerical_left -= 1
+        if self.take_hysteresis_frame():
             report = yield from self._solver_frame(solver)
             report.path, report.weights, report.reason = (
                 "numerical",
@@ -354,20 +381,12 @@ class HybridStepper:
         except NonFiniteError as e:
             scores = GuardScores(ok=False, reasons=[f"non-finite: {e}"])
         if scores.ok:
-            self._calm += 1
-            if self._calm >= self.calm_frames:
-                self._hysteresis = 0
-            self._after_solver = False
+            self.learned_frame_kept()
             report.guard = scores
             report.latency_ms = (time.perf_counter() - start) * 1e3
             return report
         # Fallback: restore the frame's start and let the solver run it.
-        self.fallbacks += 1
-        if self._after_solver:
-            self.refails += 1
-            self._hysteresis = min(max(1, 2 * self._hysteresis), self.max_hysteresis)
-        self._numerical_left = self._hysteresis
-        self._calm = 0
+        self.falling_back()
         state_io.restore(solver, snapshot)
         wasted = (time.perf_counter() - start) * 1e3
         fallback = yield from self._solver_frame(solver)

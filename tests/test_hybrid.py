@@ -9,7 +9,7 @@ import torch
 
 from neural.catalog import make_stepper
 from neural.grid import N_MATERIALS, PAD, ModelGrid
-from neural.guard import Guard, water_j_min
+from neural.guard import Guard, GuardScores, water_j_min
 from neural.projection import (
     FLUID_FRACTION,
     FULL,
@@ -21,8 +21,9 @@ from neural.projection import (
     projects,
     rest_fraction,
 )
-from neural.scene_eval import evaluate_scene, koshizuka_oka_error
+from neural.scene_eval import evaluate_scene, guard_quality, koshizuka_oka_error
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
+from sim import state as state_io
 from sim.build import build_solver
 from sim.scene import load_scene
 
@@ -315,6 +316,31 @@ def test_forced_fallback_after_ten_learned_frames_is_calm(dam_break):
     # not yet fixed: the handover starts that frame with no pressure).
     assert np.percentile(state["J"], 1) >= 0.97
     solver.close()
+
+
+@needs_water2d
+def test_guard_quality_counts_the_hybrids_backoff_frames_as_fired():
+    """The guard's precision and recall are scored along the hybrid's own decisions: a learned frame that
+    fails right after a fallback sends the next frame to the solver too (hysteresis), and that frame
+    counts as fired, though the guard itself would have kept it."""
+    scene = load_scene("dam_break", {"grid": 64})
+    hybrid, _ = make_stepper("hybrid", scene)
+    assert isinstance(hybrid, HybridStepper)
+    hybrid.audit.tick = lambda solver: False  # noqa: ARG005 (no audits: the guard alone decides)
+    check, calls = hybrid.guard.check, []
+
+    def failing_on_frames_2_and_3(solver, before, stats):
+        calls.append(solver.frame)
+        verdict = check(solver, before, stats)
+        return GuardScores(False, verdict.scores, ["forced"]) if len(calls) in (2, 3) else verdict
+
+    hybrid.guard.check = failing_on_frames_2_and_3
+    solver = build_solver(scene)
+    start = state_io.snapshot(solver)
+    fired, _ = guard_quality(solver, hybrid, start, 5, hybrid.neural.spec.h, scene.size, 32)
+    solver.close()
+    assert fired == [False, True, True, True, False], fired
+    assert hybrid.fallbacks == 2 and hybrid.refails == 1
 
 
 @needs_water2d
