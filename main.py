@@ -204,7 +204,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         rollout_frames=args.rollout_frames,
         rollout_picks=args.rollout_picks,
         rollout_weight=args.rollout_weight,
-        obstacle_weight=args.obstacle_weight,
         init=args.init,
     )
     from neural.model import WeightsError
@@ -614,9 +613,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rollout-picks", type=int, default=2, help="rollout loss: unrolls per step")
     p.add_argument("--rollout-weight", type=float, default=1.0, help="rollout loss: its weight in the loss")
-    p.add_argument(
-        "--obstacle-weight", type=float, default=1.0, help="loss weight of material next to obstacles"
-    )
     p.add_argument("--init", type=Path, default=None, help="fine-tune these weights (their scales are kept)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

@@ -56,10 +56,6 @@ class TrainConfig:
     rollout_frames: int = 0
     rollout_picks: int = 2
     rollout_weight: float = 1.0
-    # Nodes holding material within OBSTACLE_NEAR_CELLS of an obstacle count this many times in both
-    # losses: a layer sliding on a ramp is a few nodes among thousands, and the unweighted loss let the
-    # model give it about half the solver's acceleration along the slope (sand_ramps).
-    obstacle_weight: float = 1.0
     init: Path | None = None  # start from these weights (fine-tuning; their scales are kept)
     resume: bool = False
     seed: int = 0
@@ -179,29 +175,8 @@ def _advance_own(model: GridStepper, shards: Shards, t: int, k: int, f: torch.Te
     return f, x
 
 
-OBSTACLE_NEAR_CELLS = 2
-
-
-def near_obstacle_weights(features: torch.Tensor, dim: int, weight: float) -> torch.Tensor:
-    """(B, 1, *shape) loss weights from batched features: `weight` on nodes within OBSTACLE_NEAR_CELLS of
-    an obstacle's node, 1 elsewhere. An obstacle's nodes are the solid-mask channel's less the walls': a
-    row (plane in 3D) that is solid across the whole grid lies outside the domain."""
-    solid = features[:, N_MATERIALS + dim : N_MATERIALS + dim + 1]
-    obstacle = solid.clone()
-    for axis in range(2, 2 + dim):
-        others = tuple(a for a in range(2, 2 + dim) if a != axis)
-        obstacle = obstacle * (1.0 - solid.amin(dim=others, keepdim=True))
-    pool = torch.nn.functional.max_pool2d if dim == 2 else torch.nn.functional.max_pool3d
-    near = pool(obstacle, 2 * OBSTACLE_NEAR_CELLS + 1, stride=1, padding=OBSTACLE_NEAR_CELLS)
-    return 1.0 + (weight - 1.0) * near
-
-
 def rollout_loss(
-    model: GridStepper,
-    shards: Shards,
-    picks: list[tuple[int, int]],
-    frames: int,
-    obstacle_weight: float = 1.0,
+    model: GridStepper, shards: Shards, picks: list[tuple[int, int]], frames: int
 ) -> torch.Tensor:
     """The state error of the model's own `frames`-frame rollouts from each pick (trajectory, frame),
     gradient through every frame: per frame, the mean square error of the volume fractions and of the
@@ -218,8 +193,6 @@ def rollout_loss(
             f, x = _advance_own(model, shards, t, k + m, f, x)
             true = torch.from_numpy(np.asarray(shards.features[t][k + m + 1], np.float32))
             held = ((f[:N_MATERIALS].sum(0) > 0) | (true[:N_MATERIALS].sum(0) > 0)).float()
-            if obstacle_weight != 1.0:
-                held = held * near_obstacle_weights(true[None], spec.dim, obstacle_weight)[0, 0]
             error = (f[:N_MATERIALS] - true[:N_MATERIALS]).pow(2).sum(0)
             error = error + ((f[velocity] - true[velocity]) / spec.v_scale).pow(2).sum(0)
             total = total + (error * held).sum() / held.sum().clamp_min(1.0)
@@ -249,18 +222,13 @@ def fit_scales(shards: Shards, spec: ModelSpec) -> dict[str, float]:
     return {"v_scale": rms(v, 0.1), "a_scale": rms(a, 1.0), "dv_scale": rms(dv, 0.01)}
 
 
-def masked_loss(
-    net, spec: ModelSpec, features: torch.Tensor, targets: torch.Tensor, obstacle_weight: float = 1.0
-) -> torch.Tensor:
-    """MSE of the normalised velocity change on nodes that carry mass (empty nodes move nothing), those
-    near obstacles weighted by `obstacle_weight` (near_obstacle_weights). `net` is the GridStepper or its DDP
-    wrapper."""
+def masked_loss(net, spec: ModelSpec, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """MSE of the normalised velocity change on nodes that carry mass (empty nodes move nothing).
+    `net` is the GridStepper or its DDP wrapper."""
     base = (net.module if hasattr(net, "module") else net).baseline(features)
     want = targets.reshape(targets.shape[0], spec.sub_intervals, spec.dim, *targets.shape[2:]) - base
     want = want.reshape(targets.shape) / spec.dv_scale
     mask = (features[:, :N_MATERIALS].sum(1, keepdim=True) > 0).float()
-    if obstacle_weight != 1.0:
-        mask = mask * near_obstacle_weights(features, spec.dim, obstacle_weight)
     with bf16_autocast(spec.autocast, features.device.type):
         predicted = net(features, residual=True)
     error = (predicted - want) ** 2 * mask
@@ -446,13 +414,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             features[:, lo : lo + dim] += (
                 cfg.noise * spec.v_scale * torch.randn_like(features[:, lo : lo + dim]) * mass
             )
-        loss = masked_loss(ddp, spec, features, targets, cfg.obstacle_weight)
+        loss = masked_loss(ddp, spec, features, targets)
         if cfg.rollout_frames > 0 and cfg.rollout_picks > 0:
             starts = [
                 (t, _pick_frame(rng, frames_per[t] - cfg.rollout_frames, cfg.early_share))
                 for t in rng.choice(long_enough, cfg.rollout_picks)
             ]
-            rollout = rollout_loss(model, shards, starts, cfg.rollout_frames, cfg.obstacle_weight)
+            rollout = rollout_loss(model, shards, starts, cfg.rollout_frames)
             rollout_running = running_mean(rollout_running, float(rollout.detach()))
             loss = loss + cfg.rollout_weight * rollout
         try:
@@ -500,7 +468,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 "frames": cfg.pushforward_frames,
             },
             "early": {"share": cfg.early_share, "frames": EARLY_FRAMES},
-            "obstacle_weight": {"weight": cfg.obstacle_weight, "cells": OBSTACLE_NEAR_CELLS},
             "rollout": {
                 "frames": cfg.rollout_frames,
                 "picks": cfg.rollout_picks,

@@ -12,11 +12,11 @@ from neural.catalog import make_stepper
 from neural.data import DatagenConfig, datagen
 from neural.evaluate import calibrate, evaluate, mass_rmse
 from neural.families import FAMILY_DIM, MAX_PARTICLES_3D, family_particles, random_scene
-from neural.grid import N_MATERIALS, PAD, ModelGrid, frame_features, n_channels
+from neural.grid import PAD, ModelGrid, frame_features
 from neural.guard import Guard
 from neural.model import GridStepper, ModelSpec, WeightsError, load_weights, save_weights
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
-from neural.train import Shards, TrainConfig, near_obstacle_weights, optimise, rollout_loss, train
+from neural.train import Shards, TrainConfig, optimise, rollout_loss, train
 from sim.build import build_solver
 from sim.scene import load_scene, parse_scene
 
@@ -169,7 +169,6 @@ def test_datagen_train_calibrate_eval_end_to_end(tmp_path):
         early_share=0.5,
         rollout_frames=2,
         rollout_picks=1,
-        obstacle_weight=3.0,
         init=weights,
     )
     assert np.isfinite(train(config, progress=False)["final_train_loss"])
@@ -177,7 +176,6 @@ def test_datagen_train_calibrate_eval_end_to_end(tmp_path):
     assert meta["init"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert meta["pushforward"]["frames"] == 3 and meta["early"]["share"] == 0.5
     assert meta["rollout"]["frames"] == 2 and np.isfinite(meta["rollout"]["final_loss"])
-    assert meta["obstacle_weight"]["weight"] == 3.0
     # The rollout loss reaches every weight, through both of its frames (advection and transfer too).
     model = load_weights(tuned)
     rollout_loss(model, Shards(data), [(1, 0)], 2).backward()
@@ -418,18 +416,3 @@ def test_a_non_finite_loss_stops_training_before_the_weights_change():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     optimise(model, optimizer, model(torch.ones(1, 3)).sum(), None)  # a finite loss steps
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-
-
-def test_obstacle_weights_fall_on_the_nodes_beside_obstacles_not_on_walls():
-    solver = build_solver(load_scene("sand_ramps", {"grid": 64}))
-    grid = ModelGrid(2, 1 / 64, solver.config.size)
-    solid = torch.from_numpy(grid.solid_mask(solver.colliders))
-    obstacle = torch.from_numpy(grid.solid_mask(solver.colliders) - grid.solid_mask())
-    solver.close()
-    features = torch.zeros(1, n_channels(2), *grid.shape)
-    features[0, N_MATERIALS + 2] = solid
-    weights = near_obstacle_weights(features, 2, 5.0)[0, 0]
-    near = torch.nn.functional.max_pool2d(obstacle[None, None], 5, stride=1, padding=2)[0, 0] > 0
-    assert obstacle.sum() > 0 and bool((weights[near] == 5.0).all()) and bool((weights[~near] == 1.0).all())
-    # Walls are solid too, but only the obstacles' neighbourhood is weighted.
-    assert bool(((solid > 0) & ~near).any())
