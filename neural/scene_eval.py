@@ -201,6 +201,7 @@ def guard_quality(solver, hybrid: HybridStepper, start, frames: int, h: float, s
         audit_now = hybrid.audit.tick(solver)
         # As HybridStepper._frame: an audit first, then an untrusted stepper, then the backoff's frames.
         held_back = not audit_now and hybrid.audit.trusted and hybrid.take_hysteresis_frame()
+        runs_learned = not (audit_now or held_back) and hybrid.audit.trusted  # the guard alone decides
         pre, history = state_io.snapshot(solver), neural.history
         numerical.advance(solver)
         shadow_first = state_io.snapshot(solver)
@@ -237,7 +238,7 @@ def guard_quality(solver, hybrid: HybridStepper, start, frames: int, h: float, s
             )
             trusted = hybrid.audit.record(error, step_change) if audit_now else hybrid.audit.trusted
             keep = trusted and verdict.ok and not held_back
-            guard_failed = not (audit_now or held_back or verdict.ok) and trusted
+            guard_failed = runs_learned and not verdict.ok
             if detail is not None:
                 scores = {f"guard.{k}": v for k, v in verdict.scores.items()}
                 detail.append(
@@ -245,7 +246,7 @@ def guard_quality(solver, hybrid: HybridStepper, start, frames: int, h: float, s
                 )
         except NonFiniteError:  # non-finite output: the guard must fire, and the frame needs the solver
             keep, need = False, True
-            guard_failed = not (audit_now or held_back) and hybrid.audit.trusted
+            guard_failed = runs_learned
             if audit_now:
                 hybrid.audit.record(float("inf"), 0.0)
         fired.append(not keep)

@@ -238,6 +238,7 @@ class HybridStepper:
         return False
 
     def learned_frame_kept(self) -> None:
+        """A learned frame passed: enough of them in a row reset the backoff."""
         self._calm += 1
         if self._calm >= self.calm_frames:
             self._hysteresis = 0
