@@ -320,26 +320,26 @@ def test_forced_fallback_after_ten_learned_frames_is_calm(dam_break):
 
 @needs_water2d
 def test_guard_quality_counts_the_hybrids_backoff_frames_as_fired():
-    """The guard's precision and recall are scored along the hybrid's own decisions: a learned frame that
-    fails right after a fallback sends the next frame to the solver too (hysteresis), and that frame
-    counts as fired, though the guard itself would have kept it."""
+    """The guard's precision and recall are scored along the hybrid's own decisions: a fallback is
+    followed by one more solver frame, a learned frame that fails right after it by two (the backoff
+    doubles), and those frames count as fired, though the guard itself would have kept them."""
     scene = load_scene("dam_break", {"grid": 64})
     hybrid, _ = make_stepper("hybrid", scene)
     assert isinstance(hybrid, HybridStepper)
     hybrid.audit.tick = lambda solver: False  # noqa: ARG005 (no audits: the guard alone decides)
     check, calls = hybrid.guard.check, []
 
-    def failing_on_frames_2_and_3(solver, before, stats):
+    def failing_on_frames_2_and_4(solver, before, stats):
         calls.append(solver.frame)
         verdict = check(solver, before, stats)
-        return GuardScores(False, verdict.scores, ["forced"]) if len(calls) in (2, 3) else verdict
+        return GuardScores(False, verdict.scores, ["forced"]) if len(calls) in (2, 4) else verdict
 
-    hybrid.guard.check = failing_on_frames_2_and_3
+    hybrid.guard.check = failing_on_frames_2_and_4
     solver = build_solver(scene)
     start = state_io.snapshot(solver)
-    fired, _ = guard_quality(solver, hybrid, start, 5, hybrid.neural.spec.h, scene.size, 32)
+    fired, _ = guard_quality(solver, hybrid, start, 7, hybrid.neural.spec.h, scene.size, 32)
     solver.close()
-    assert fired == [False, True, True, True, False], fired
+    assert fired == [False, True, True, True, True, True, False], fired
     assert hybrid.fallbacks == 2 and hybrid.refails == 1
 
 
