@@ -205,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         rollout_picks=args.rollout_picks,
         rollout_weight=args.rollout_weight,
         init=args.init,
+        sliding_prior=args.sliding_prior,
     )
     from neural.model import WeightsError
 
@@ -614,6 +615,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollout-picks", type=int, default=2, help="rollout loss: unrolls per step")
     p.add_argument("--rollout-weight", type=float, default=1.0, help="rollout loss: its weight in the loss")
     p.add_argument("--init", type=Path, default=None, help="fine-tune these weights (their scales are kept)")
+    p.add_argument(
+        "--sliding-prior",
+        action="store_true",
+        help="the prior keeps gravity's slide along solids beside them (also switches it on for --init)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_train)

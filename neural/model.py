@@ -18,6 +18,7 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from neural.grid import N_MATERIALS, n_channels
+from neural.projection import sliding_acceleration
 from sim.atomic import atomic_path
 
 WEIGHTS_VERSION = 1
@@ -43,6 +44,9 @@ class ModelSpec:
     # Physics prior: the network corrects v0 + (gravity + external acceleration) * t instead of predicting
     # the whole change, so free fall and a brush's push are exact before any learning.
     physics_prior: bool = False
+    # With the prior, beside a solid the acceleration's push into it is dropped and its slide along the
+    # surface kept (neural.projection.sliding_acceleration) instead of no acceleration on solid nodes.
+    sliding_prior: bool = False
     gravity: list[float] = field(default_factory=lambda: [0.0, -9.81])
     version: int = WEIGHTS_VERSION
     # Run the U-Net under bfloat16 autocast (trained so; on CPUs with AMX/AVX-512 bf16 a 3D forward is ~3x
@@ -127,9 +131,13 @@ class GridStepper(nn.Module):
             self.spec.gravity if gravity is None else gravity, dtype=features.dtype, device=features.device
         )
         accel = features[:, N_MATERIALS + d + 1 : N_MATERIALS + 2 * d + 1] + g.view(1, d, *([1] * d))
-        fluid = 1.0 - features[:, N_MATERIALS + d : N_MATERIALS + d + 1]  # no push into walls
+        solid = features[:, N_MATERIALS + d]
+        if self.spec.sliding_prior:
+            accel = sliding_acceleration(accel, solid)
+        else:
+            accel = accel * (1.0 - solid[:, None])  # no push into walls
         times = (torch.arange(m, dtype=features.dtype, device=features.device) + 0.5) * self.spec.frame_dt / m
-        return base + times.view(1, m, 1, *([1] * d)) * (accel * fluid)[:, None]
+        return base + times.view(1, m, 1, *([1] * d)) * accel[:, None]
 
     def forward(self, features: torch.Tensor, residual: bool = False, gravity=None) -> torch.Tensor:
         """Grid velocities (B, M, dim, *grid); with residual=True the normalised correction the loss sees

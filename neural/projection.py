@@ -84,22 +84,44 @@ def gradient(p: torch.Tensor, h: float, dim: int) -> torch.Tensor:
     return torch.stack([(_shift(p, 1 + d, 1) - _shift(p, 1 + d, -1)) / (2 * h) for d in range(dim)], dim=1)
 
 
+def _solid_normals(solid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outward unit normals (B, dim, *grid) of (B, *grid) solid masks (their negative gradient), and
+    where the mask has a gradient (B, 1, *grid): the nodes on either side of a solid's surface. On a
+    slope's staircase they point along the steps' axes or diagonals, the slope's normal on average."""
+    dim = solid.dim() - 1
+    # The mask continues past the array's edge (replicated), so the outermost nodes are not mistaken
+    # for a wall's surface.
+    padded = torch.nn.functional.pad(solid[:, None], (1, 1) * dim, mode="replicate")[:, 0]
+    inner = tuple(slice(1, -1) for _ in range(dim))
+    normal = -gradient(padded, 1.0, dim)[(slice(None), slice(None), *inner)]
+    length = normal.norm(dim=1, keepdim=True)
+    return normal / length.clamp_min(1e-12), length > 0
+
+
+def _without_push_into(u: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    into = (u * normal).sum(1, keepdim=True).clamp_max(0.0)
+    return u - into * normal
+
+
 def wall_condition(u: torch.Tensor, solid: torch.Tensor, h: float) -> torch.Tensor:
     """(B, dim, *grid) velocities with the walls' condition on solid nodes, as the solver's walls and
     colliders apply it: no velocity into the solid along its outward normal (the solid mask's negative
     gradient); no velocity at all deep inside, where the mask has no gradient. Particles near a wall
     interpolate these nodes, so a predicted push into the wall would pile them up against it."""
-    dim = u.shape[1]
-    # The mask continues past the array's edge (replicated), so the outermost nodes are not mistaken
-    # for a wall's surface.
-    padded = torch.nn.functional.pad(solid[None, None], (1, 1) * dim, mode="replicate")[0]
-    inner = tuple(slice(1, -1) for _ in range(dim))
-    normal = -gradient(padded, h, dim)[0][(slice(None), *inner)]  # (dim, *grid), outward
-    length = normal.norm(dim=0, keepdim=True)
-    normal = normal / length.clamp_min(1e-12)
-    into = (u * normal[None]).sum(1, keepdim=True).clamp_max(0.0)
-    walled = (u - into * normal[None]) * (length > 0)
+    normal, surface = _solid_normals(solid[None])
+    walled = _without_push_into(u, normal) * surface
     return torch.where(solid[None, None] > 0.5, walled, u)
+
+
+def sliding_acceleration(accel: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
+    """(B, dim, *grid) accelerations as a solid surface lets them act on what rests against it: on the
+    nodes either side of the surface the component into the solid is removed and the rest kept (gravity
+    on a ramp becomes its slide down the slope, as the solver's slip colliders leave it); none deep
+    inside a solid. `solid` is (B, *grid)."""
+    normal, surface = _solid_normals(solid)
+    beside = _without_push_into(accel, normal)
+    inside = (solid[:, None] > 0.5) & ~surface
+    return torch.where(surface, beside, accel) * ~inside
 
 
 def projects(materials: list[str]) -> bool:

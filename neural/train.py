@@ -63,6 +63,7 @@ class TrainConfig:
     max_trajectories: int | None = None
     holdout: int = 4  # trajectories kept out of training, for the validation loss
     physics_prior: bool = True
+    sliding_prior: bool = False  # neural.model.ModelSpec.sliding_prior; fine-tuned weights may gain it
     autocast: bool | None = None  # bfloat16 autocast for the U-Net; None: on for 3D data (~2.6x faster)
 
 
@@ -358,12 +359,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         materials=materials,
         obstacles="ramps" in cfg.family,
         physics_prior=cfg.physics_prior,
+        sliding_prior=cfg.sliding_prior,
         gravity=meta0.get("gravity", [0.0, -9.81][:dim]),
         autocast=dim == 3 if cfg.autocast is None else cfg.autocast,
     )
     init_record = None
     if cfg.init is not None:  # read before training: the weights written at the end may replace the file
         model, init_record = _initial_model(cfg.init, spec)
+        if cfg.sliding_prior:  # a changed prior: the network learns the new residual from these weights
+            model.spec = dataclasses.replace(model.spec, sliding_prior=True)
         spec = model.spec
     else:
         spec = dataclasses.replace(spec, **fit_scales(shards, spec))

@@ -20,6 +20,7 @@ from neural.projection import (
     project,
     projects,
     rest_fraction,
+    sliding_acceleration,
 )
 from neural.scene_eval import evaluate_scene, guard_quality, koshizuka_oka_error
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
@@ -52,6 +53,48 @@ def test_projection_removes_divergence_on_water_and_keeps_walls():
     floor[:, 2:] = False
     floor[:2] = floor[-2:] = False
     assert (projected[:, 1][:, floor] >= -1e-6).all()
+
+
+def test_the_sliding_prior_slides_down_a_ramp_and_rests_on_the_floor():
+    """With the sliding prior, gravity beside a solid keeps only its slide along it: on sand_ramps' upper
+    ramp the prior's acceleration points down the slope and not into it, on the floor it vanishes, deep in
+    a solid it is zero, and in the open it is gravity."""
+    from neural.model import GridStepper, ModelSpec
+
+    scene = load_scene("sand_ramps")
+    grid = ModelGrid(2, 1 / 64, scene.size)
+    solid = torch.from_numpy(grid.solid_mask(scene.obstacles))
+    accel = sliding_acceleration(
+        torch.tensor([0.0, -9.81]).view(1, 2, 1, 1).expand(1, 2, *grid.shape), solid[None]
+    )[0]
+    ramp = scene.obstacles[0]  # -25 degrees: down the slope is +x
+    nodes = torch.from_numpy(grid.node_positions())
+    distance = torch.from_numpy(ramp.signed_distance(nodes.reshape(-1, 2).numpy()).reshape(grid.shape))
+    slope = np.radians(25.0)
+    downhill = torch.tensor([np.cos(slope), -np.sin(slope)], dtype=torch.float32)
+    outward = torch.tensor([np.sin(slope), np.cos(slope)], dtype=torch.float32)
+    above = (nodes - torch.tensor(ramp.center)) @ outward.double() > 0  # its upper side, where sand slides
+    beside = (distance.abs() < 0.6 * grid.h) & above & (nodes[..., 0] > 0.2) & (nodes[..., 0] < 0.45)
+    assert beside.sum() > 10
+    along = torch.einsum("d...,d->...", accel, downhill)[beside]
+    into = torch.einsum("d...,d->...", accel, outward)[beside]
+    # The mask's staircase bends each node's normal to an axis or a diagonal; on average it slides
+    # down the slope (g sin 25 = 4.15 m/s^2) and does not push into the ramp as gravity would.
+    assert (along >= 0).all() and 0.7 * 9.81 * np.sin(slope) < along.mean() < 1.5 * 9.81 * np.sin(slope)
+    assert into.mean() > -0.3 * 9.81 * np.cos(slope)
+    floor = (nodes[..., 1].abs() < 0.3 * grid.h) & (nodes[..., 0] > 0.05)  # on the floor wall's surface
+    floor &= (nodes[..., 0] < 0.95) & (solid < 0.5)
+    assert accel[1][floor].abs().max() < 1e-6
+    assert accel[:, 40, 40].tolist() == pytest.approx([0.0, -9.81])
+    deep = torch.zeros_like(solid, dtype=torch.bool)
+    deep[0] = True  # outside the domain, beyond the wall's surface node
+    assert accel[:, deep].abs().max() == 0
+    # The stepper's baseline is built on it: v0 + a * t, at rest beside the floor.
+    spec = ModelSpec("t", 2, grid.h, 1 / 60, 4, ["sand"], True, physics_prior=True, sliding_prior=True)
+    features = torch.zeros(1, spec.in_channels, *grid.shape)
+    features[0, N_MATERIALS + 2] = solid
+    base = GridStepper(spec).baseline(features)[0]
+    assert base[:, 1][:, floor].abs().max() < 1e-6 and base[-1, 1, 40, 40] == pytest.approx(-9.81 * 3.5 / 240)
 
 
 def test_sand_is_held_like_water_and_other_solids_are_not():
