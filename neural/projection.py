@@ -103,7 +103,7 @@ def _without_push_into(u: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
     return u - into * normal
 
 
-def wall_condition(u: torch.Tensor, solid: torch.Tensor, h: float) -> torch.Tensor:
+def wall_condition(u: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
     """(B, dim, *grid) velocities with the walls' condition on solid nodes, as the solver's walls and
     colliders apply it: no velocity into the solid along its outward normal (the solid mask's negative
     gradient); no velocity at all deep inside, where the mask has no gradient. Particles near a wall
@@ -147,7 +147,7 @@ def project(
     stencils read past the grid's edge as zero."""
     dim = velocities.shape[1]
     per_row = fractions.dim() == velocities.dim()
-    u = wall_condition(velocities.float(), solid.float(), h)
+    u = wall_condition(velocities.float(), solid.float())
     open_nodes = (solid < 0.5).to(u.dtype)
     room = capacity.clamp_min(MIN_CAPACITY)
     water = (fractions[:, WATER] if per_row else fractions[WATER]) / room
