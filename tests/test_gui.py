@@ -731,3 +731,19 @@ def test_3d_sketch_lifts_strokes_onto_the_tool_plane_or_with_ctrl_the_floor(tank
     (stroke,) = seen[-1]
     assert stroke.shape == (len(drawn), 3) and np.abs(stroke[:, 1]).max() < 1e-9  # on the floor
     assert np.allclose([m.to_pixel(p) for p in stroke], drawn, atol=1e-4)
+
+
+def test_screenshot_command_draws_its_obstacle_clear_of_the_scenes_and_pours_its_material():
+    from app.gui.launch import free_obstacle_drag, scene_material
+    from sim.scene import load_scene
+
+    ramps = load_scene("sand_ramps")
+    assert scene_material(ramps) == "sand"  # pouring water would switch the hybrid off
+    assert scene_material(load_scene("dam_break")) == "water"
+    # The first drag starts on sand_ramps' lower ramp (a press there deletes it): the next one is taken.
+    drag = free_obstacle_drag(ramps.obstacles, ramps.size)
+    assert drag is not None and drag[0][0] < 0.5
+    for corner in drag:
+        assert all(o.signed_distance(np.array([corner]))[0] > 0 for o in ramps.obstacles)
+    empty = load_scene("dam_break")
+    assert free_obstacle_drag(empty.obstacles, empty.size)[0] == [0.55 * empty.size[0], 0.18 * empty.size[1]]

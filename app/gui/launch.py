@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QEventLoop
 from PySide6.QtGui import QSurfaceFormat
 from PySide6.QtWidgets import QApplication
@@ -98,12 +99,40 @@ def wait_events(ms: float) -> None:
         pump(loop)
 
 
+# Where save_window_screenshot draws its obstacle: drags from one corner to the other, in fractions of the
+# domain (x, y; 3D: on the floor, the third is z), tried in order.
+OBSTACLE_DRAGS = (((0.55, 0.18, 0.5), (0.8, 0.24, 0.5)), ((0.25, 0.18, 0.5), (0.45, 0.24, 0.5)))
+
+
+def free_obstacle_drag(colliders, size) -> tuple[list[float], list[float]] | None:
+    """The first of OBSTACLE_DRAGS (in metres) whose box is clear of every collider by 2% of the domain,
+    or None. The obstacle tool deletes the obstacle a press lands on, so a drag started on sand_ramps'
+    lower ramp removed the ramp instead of drawing a box."""
+    size = np.asarray(size, float)
+    dim = len(size)
+    margin = 0.02 * float(size.max())
+    for lo, hi in OBSTACLE_DRAGS:
+        a, b = np.asarray(lo[:dim]) * size, np.asarray(hi[:dim]) * size
+        axes = [np.linspace(min(p, q) - margin, max(p, q) + margin, 9) for p, q in zip(a, b)]
+        points = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim)
+        if all(np.asarray(c.signed_distance(points)).min() > 0 for c in colliders):
+            return [float(v) for v in a], [float(v) for v in b]
+    return None
+
+
+def scene_material(scene) -> str:
+    """The material name of the scene's first body (or emitter): what a pour adds without switching the
+    hybrid off (weights are chosen by the scene's materials)."""
+    sources = [*scene.bodies, *scene.emitters]
+    return sources[0].material.name.lower() if sources else "water"
+
+
 def save_window_screenshot(
     out: Path, scene: str = DEFAULT_SCENE, frames: int = 120, size: tuple[int, int] = (1280, 760), arch="auto"
 ) -> Path:
-    """Open the window in its default mode, run `frames` frames with an obstacle drawn and some water
-    poured (the scene's own material, so Hybrid stays on where weights fit), then grab the whole window
-    (QWidget.grab) into `out` (PNG)."""
+    """Open the window in its default mode, run `frames` frames with an obstacle drawn where there is none
+    (free_obstacle_drag) and some of the scene's own material poured (scene_material: so Hybrid stays on
+    where weights fit), then grab the whole window (QWidget.grab) into `out` (PNG)."""
     application()
     start_taichi(arch)
     window = open_window(scene, play=False)
@@ -115,10 +144,12 @@ def save_window_screenshot(
     def point(fx: float, fy: float, fz: float = 0.5) -> list[float]:  # fractions of the domain -> metres
         return [f * s for f, s in zip((fx, fy, fz), size)]
 
-    obstacle = vp.tools["obstacle"]
-    obstacle.press(point(0.55, 0.18), obstacle.mods)
-    obstacle.release(point(0.8, 0.24), obstacle.mods)
-    window.set_material("water")
+    drag = free_obstacle_drag(window.session.solver.colliders, size)
+    if drag is not None:  # a press on an obstacle would delete it: draw only where none is
+        obstacle = vp.tools["obstacle"]
+        obstacle.press(drag[0], obstacle.mods)
+        obstacle.release(drag[1], obstacle.mods)
+    window.set_material(scene_material(window.session.scene))
     window.set_tool("pour")
     window.set_radius(0.6 * window.settings.radius)
     window.play()
