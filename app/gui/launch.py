@@ -100,7 +100,7 @@ def wait_events(ms: float) -> None:
 
 
 # Where save_window_screenshot draws its obstacle: drags from one corner to the other, in fractions of the
-# domain (x, y; 3D: on the floor, the third is z), tried in order.
+# domain (x, y, and z in 3D, where the tool stands the box on the floor under them), tried in order.
 OBSTACLE_DRAGS = (((0.55, 0.18, 0.5), (0.8, 0.24, 0.5)), ((0.25, 0.18, 0.5), (0.45, 0.24, 0.5)))
 
 
