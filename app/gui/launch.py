@@ -121,10 +121,11 @@ def free_obstacle_drag(colliders, size) -> tuple[list[float], list[float]] | Non
 
 
 def scene_material(scene) -> str:
-    """The material name of the scene's first body (or emitter): what a pour adds without switching the
-    hybrid off (weights are chosen by the scene's materials)."""
-    sources = [*scene.bodies, *scene.emitters]
-    return sources[0].material.name.lower() if sources else "water"
+    """One of the scene's own materials (neural.catalog.scene_materials): what a pour adds without
+    switching the hybrid off (weights are chosen by the scene's materials)."""
+    from neural.catalog import scene_materials
+
+    return min(scene_materials(scene), default="water")
 
 
 def save_window_screenshot(
