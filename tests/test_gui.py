@@ -229,8 +229,14 @@ def test_obstacle_drawn_with_the_mouse_stops_falling_water_and_a_click_deletes_i
     steps(block, 40)
     y = state(block)["x"][:, 1]
     assert y.min() > 0.17, y.min()  # the water rests on the box: nothing below it
-    press(block, (0.25, 0.15))  # a click on the obstacle deletes it
-    release(block, (0.25, 0.15))
+    press(block, (0.25, 0.15))  # a drag that starts on it draws a new box and keeps it
+    move(block, (0.35, 0.1))
+    release(block, (0.45, 0.05))
+    assert len(block.session.solver.colliders) == colliders + 2
+    assert np.allclose(block.session.solver.colliders[-1].describe()["min"], (0.25, 0.05), atol=0.004)
+    block.session.remove_obstacle(len(block.session.solver.colliders) - 1)
+    press(block, (0.25, 0.15))  # a click on the obstacle deletes it, a hand's jitter included
+    release(block, (0.253, 0.152))
     assert len(block.session.solver.colliders) == colliders
 
 
@@ -692,6 +698,13 @@ def test_3d_obstacles_stand_on_the_floor_and_a_click_deletes_them(tank):
     assert np.allclose(box["max"], (0.27, TANK_RADIUS, 0.2), atol=0.008), box
     assert box["min"][1] == 0.0 and box["max"][1] == pytest.approx(TANK_RADIUS)  # on the floor
     top = ((0.16 + 0.27) / 2, TANK_RADIUS, 0.125)
+    press(tank, top)  # a drag from the box's top draws a box from the floor under the cursor, and keeps it
+    floor = np.asarray(tank.viewport.tools["obstacle"].start)
+    assert floor[1] == pytest.approx(0.0, abs=1e-6) and np.linalg.norm(floor[[0, 2]] - (0.215, 0.125)) > 0.01
+    release(tank, floor + (0.08, 0.0, 0.0))
+    assert len(colliders) == 2
+    assert colliders[-1].describe()["min"][0] == pytest.approx(floor[0], abs=0.008)
+    tank.session.remove_obstacle(1)
     press(tank, top)  # a click on the box (its top, well above the floor behind it) deletes it
     release(tank, top)
     assert len(colliders) == 0

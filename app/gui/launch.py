@@ -106,8 +106,8 @@ OBSTACLE_DRAGS = (((0.55, 0.18, 0.5), (0.8, 0.24, 0.5)), ((0.25, 0.18, 0.5), (0.
 
 def free_obstacle_drag(colliders, size) -> tuple[list[float], list[float]] | None:
     """The first of OBSTACLE_DRAGS (in metres) whose box is clear of every collider by 2% of the domain,
-    or None. The obstacle tool deletes the obstacle a press lands on, so a drag started on sand_ramps'
-    lower ramp removed the ramp instead of drawing a box."""
+    or None: the picture shows the new box beside the scene's obstacles, not over one (a drag on
+    sand_ramps' lower ramp hid the box in the ramp)."""
     size = np.asarray(size, float)
     dim = len(size)
     margin = 0.02 * float(size.max())
@@ -146,7 +146,7 @@ def save_window_screenshot(
         return [f * s for f, s in zip((fx, fy, fz), size)]
 
     drag = free_obstacle_drag(window.session.solver.colliders, size)
-    if drag is not None:  # a press on an obstacle would delete it: draw only where none is
+    if drag is not None:  # only where no obstacle is, so the box shows
         obstacle = vp.tools["obstacle"]
         obstacle.press(drag[0], obstacle.mods)
         obstacle.release(drag[1], obstacle.mods)

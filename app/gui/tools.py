@@ -208,9 +208,14 @@ class EraseTool(Tool):
 class ObstacleTool(Tool):
     """Drag: a box (Shift: a circle/sphere). Click on an obstacle: delete it.
 
+    A press only marks the obstacle under it; the release decides: within CLICK_SLOP of the press it is a
+    click and deletes that obstacle, farther it draws its box there and the obstacle stays (a drag that
+    happened to start on a ramp used to delete the ramp).
+
     3D: obstacles stand on the floor. The drag's ends are floor points (y = 0); the box spans them in x
     and z and is the tool radius tall; the sphere (Shift) is centred above the drag's start, resting on
-    the floor, with the drag's length as radius. A click deletes the first obstacle along the ray."""
+    the floor, with the drag's length as radius. A click deletes the first obstacle along the ray: the
+    press is located at that obstacle, while its drag starts at the floor point under the cursor."""
 
     name, label, shortcut = "obstacle", "Obstacle", "O"
     tip = (
@@ -219,12 +224,14 @@ class ObstacleTool(Tool):
     )
     shows_radius = False
     RAY_SAMPLES = 256  # 3D: points tested along the cursor's ray for an obstacle to delete
+    CLICK_SLOP = 0.015  # of the domain's longest side (about 10 pixels across the view): a hand's click
 
     def locate(self, mapping, x, y, mods):
         if mapping.dim == 2:
             return super().locate(mapping, x, y, mods)
         floor = mapping.on_floor(x, y)
-        if not self.held:  # a press: an obstacle in front of the floor is the one to delete
+        if not self.held:  # a press: an obstacle in front of the floor is the one a click deletes
+            self.floor_under_press = floor
             inside = self._obstacle_on_ray(mapping, x, y)
             if inside is not None:
                 return inside
@@ -256,26 +263,38 @@ class ObstacleTool(Tool):
     def __init__(self, host):
         super().__init__(host)
         self.start: np.ndarray | None = None
+        self.pressed_on: np.ndarray | None = None  # the press's point, when it landed on an obstacle
+        self.floor_under_press: np.ndarray | None = None  # 3D: set by locate() for the coming press
 
     def press(self, p, mods):
         super().press(p, mods)
-        index = self.session.obstacle_at(p)
-        if index is not None:
-            self.session.remove_obstacle(index)
-            self.start = None
-        else:
-            self.start = np.asarray(p, float)
+        on_obstacle = self.session.obstacle_at(p) is not None
+        self.pressed_on = np.asarray(p, float) if on_obstacle else None
+        floor = self.floor_under_press if self.session.dim == 3 and on_obstacle else None
+        self.start = np.asarray(floor if floor is not None else p, float)
 
     def release(self, p, mods):
         super().release(p, mods)
-        start, self.start = self.start, None
-        if start is not None:
-            description = self.describe(start, np.asarray(p, float), mods.shift)
-            if description is not None:
-                self.session.add_obstacle(description)
+        start, pressed_on = self.start, self.pressed_on
+        self.start = self.pressed_on = None
+        if start is None:
+            return
+        end = np.asarray(p, float)
+        if pressed_on is not None and self._is_click(start, end):
+            index = self.session.obstacle_at(pressed_on)  # again: a reset while held may have removed it
+            if index is not None:
+                self.session.remove_obstacle(index)
+            return
+        description = self.describe(start, end, mods.shift)
+        if description is not None:
+            self.session.add_obstacle(description)
+
+    def _is_click(self, start: np.ndarray, end: np.ndarray) -> bool:
+        step = (end - start) * ((1, 0, 1) if self.session.dim == 3 else 1)  # 3D: along the floor
+        return float(np.linalg.norm(step)) < self.CLICK_SLOP * max(self.session.scene.size)
 
     def cancel(self) -> None:
-        self.start = None
+        self.start = self.pressed_on = None
         super().cancel()
 
     def describe(self, a: np.ndarray, b: np.ndarray, circle: bool) -> dict | None:
@@ -314,6 +333,8 @@ class ObstacleTool(Tool):
     def overlay(self, mapping) -> list[np.ndarray]:
         if self.start is None or self.cursor is None:
             return []
+        if self.pressed_on is not None and self._is_click(self.start, np.asarray(self.cursor, float)):
+            return []  # released here, this deletes the obstacle pressed on: no box to preview
         d = self.describe(self.start, np.asarray(self.cursor, float), self.mods.shift)
         if d is None:
             return []
