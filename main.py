@@ -641,7 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="weights path (default assets/models/FAMILY.safetensors)")
     p.add_argument("--rollouts", type=int, default=6)
     p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--grid", type=int, default=None, help="solver cells along the domain (2D 128, 3D 32)")
+    p.add_argument(
+        "--grid", type=int, default=None, help="solver cells along the domain (default: the family's data)"
+    )
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser(

@@ -1,7 +1,7 @@
 """`bench neural`: the hybrid on each app scene that has weights, at the scene's own resolution, against
 the solver (latency, observables) and fixed low-resolution grids of the same scene (accuracy at equal
 cost), all in one run (neural.scene_eval); the guard's precision and recall over those scenes; and the
-families' held-out rollouts. In 2D and, when water3d weights ship, in 3D (dam_break_3d)."""
+families' held-out rollouts. In 2D and, when its weights ship, in 3D (dam_break_3d, FAMILY_3D)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 from neural.catalog import make_stepper
 from neural.evaluate import evaluate
-from neural.families import DOMAIN, FAMILY_DIM
+from neural.families import FAMILY_DIM, FAMILY_DOMAIN
 from neural.grid import ModelGrid
 from neural.model import bf16_autocast
 from neural.scene_eval import APP_SCENES, evaluate_long_run, evaluate_scene, guard_records
@@ -24,13 +24,13 @@ from sim.build import build_solver
 from sim.scene import load_scene
 
 FAMILY = "water2d"
-FAMILY_3D = "water3d"
+FAMILY_3D = "water_tank3d"  # dam_break_3d's weights: its tank at its resolution
 
 
 def autocast_records(network, solver, repeats: int = 5) -> list[dict]:
-    """One forward at a 3D family's full grid (the 1 m cube) on the solver's particles, in float32 and under
+    """One forward at a 3D family's full grid (its whole cube) on the solver's particles, in float32 and under
     bfloat16 autocast: the median latency of each and the largest difference of the predicted velocities."""
-    grid = ModelGrid(3, network.spec.h, (DOMAIN,) * 3)
+    grid = ModelGrid(3, network.spec.h, (FAMILY_DOMAIN[FAMILY_3D],) * 3)
     features = NeuralStepper(network).features(solver, grid)[None]
     gravity = solver.gravity.to_numpy().astype(np.float32)
     out, ms = {}, {}
@@ -120,7 +120,7 @@ def scene_records(result: dict, prefix: str = "neural") -> list[dict]:
 
 
 def latency_records_3d(quick: bool) -> list[dict]:
-    """dam_break_3d: the hybrid with the water3d weights against the solver and fixed coarse grids."""
+    """dam_break_3d: the hybrid with its weights (FAMILY_3D) against the solver and fixed coarse grids."""
     sheet = None if quick else Path("docs") / "eval" / "dam_break_3d_sheet.png"
     result = evaluate_scene("dam_break_3d", frames=10 if quick else 120, lowres=not quick, sheet=sheet)
     scene = load_scene("dam_break_3d")

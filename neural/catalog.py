@@ -1,14 +1,16 @@
 """Which shipped weights fit a scene, and building the stepper a mode asks for.
 
 A model fits when its dimension and frame length match the scene's and it was trained on every material the
-scene holds; among those, one trained with obstacles is needed when the scene has any, and the fewest
-extra materials wins. `--model NAME|PATH` overrides the choice. When nothing fits, the stepper is numerical
-and the reason says why.
+scene holds; among those, one trained with obstacles is needed when the scene has any, the fewest extra
+materials wins, then the one whose data was simulated at the cell closest to the scene's (the learned
+stepper learns its solver's outcomes at that resolution). `--model NAME|PATH` overrides the choice. When
+nothing fits, the stepper is numerical and the reason says why.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,26 +35,41 @@ def scene_materials(scene) -> set[str]:
     return names | {e.material.name.lower() for e in scene.emitters}
 
 
-def catalog(folder: Path | None = None) -> dict[str, tuple[Path, ModelSpec]]:
+def data_cell(meta: dict) -> float | None:
+    """The cell (m) of the solver that made a model's training data, from its metadata (weights trained
+    before `solver_cell` was recorded: the family's domain side over the data's solver grid)."""
+    from neural.families import FAMILY_DOMAIN
+
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    cell, grid = data.get("solver_cell"), data.get("solver_grid")
+    if cell is None and isinstance(grid, int | float) and grid > 0:
+        cell = FAMILY_DOMAIN.get(meta.get("family"), 1.0) / grid
+    return float(cell) if isinstance(cell, int | float) and cell > 0 else None
+
+
+def catalog(folder: Path | None = None) -> dict[str, tuple[Path, ModelSpec, float | None]]:
+    """name: (weights, spec, data_cell) of each usable weights file in `folder`."""
     folder = folder or find_weights_dir()
     out = {}
     for meta_path in sorted(folder.glob("*.json")):
         weights = meta_path.with_suffix(".safetensors")
         try:
-            spec = ModelSpec(**json.loads(meta_path.read_text())["spec"])
+            meta = json.loads(meta_path.read_text())
+            spec = ModelSpec(**meta["spec"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if weights.is_file() and spec_problem(spec) is None:  # garbled metadata: as if not there
-            out[meta_path.stem] = (weights, spec)
+            out[meta_path.stem] = (weights, spec, data_cell(meta))
     return out
 
 
 def choose_weights(scene, folder: Path | None = None) -> Choice:
     materials = scene_materials(scene)
     has_obstacles = bool(scene.obstacles)
+    scene_cell = max(scene.size) / scene.grid
     best, best_key = None, None
     problems = []
-    for name, (path, spec) in catalog(folder).items():
+    for name, (path, spec, cell) in catalog(folder).items():
         if spec.dim != scene.dim:
             problems.append(f"{name}: {spec.dim}D")
             continue
@@ -65,7 +82,8 @@ def choose_weights(scene, folder: Path | None = None) -> Choice:
         if has_obstacles and not spec.obstacles:
             problems.append(f"{name}: trained without obstacles")
             continue
-        key = (len(set(spec.materials) - materials), spec.obstacles != has_obstacles)
+        resolution = abs(math.log(cell / scene_cell)) if cell else math.inf
+        key = (len(set(spec.materials) - materials), spec.obstacles != has_obstacles, resolution)
         if best_key is None or key < best_key:
             best, best_key = path, key
     if best is None:

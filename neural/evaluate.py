@@ -17,7 +17,7 @@ import torch
 
 from neural.data import _family_solver, _seed_trajectory
 from neural.device import place
-from neural.families import FAMILY_DIM, family_max_speed
+from neural.families import FAMILY_DIM, FAMILY_SOLVER_GRID, family_max_speed
 from neural.grid import PAD, ModelGrid, p2g
 from neural.guard import Guard
 from neural.model import load_weights
@@ -73,20 +73,16 @@ def seeded(solver, family: str, seed: int):
     return scene, state_io.snapshot(solver)
 
 
-# The resolution guards are calibrated at: the app's scenes' (2D: 1/128 m, 16 particles per learned cell,
-# where the volume fraction is smooth; 3D: the family's own, as 1/64 m would cost 8x the particles).
-CALIBRATION_GRID = {2: 128, 3: 32}
-
-
 def calibrate(
     family: str, weights: Path, rollouts: int = 6, frames: int = 100, grid: int | None = None
 ) -> dict:
     """Guard thresholds from the solver's own frames: the 99.5th percentile of each score, with margin.
-    The solver runs the family's held-out scenes at `grid` cells (default CALIBRATION_GRID): the scores
-    are relative to each scene, but their noise depends on the particles per learned cell."""
+    The solver runs the family's held-out scenes at `grid` cells (default: the family's data resolution,
+    FAMILY_SOLVER_GRID, which is the app's in 2D and for water_tank3d): the scores are relative to each
+    scene, but their noise depends on the particles per learned cell."""
     spec = load_weights(weights).spec
     guard = Guard(spec.h)
-    grid = grid or CALIBRATION_GRID[FAMILY_DIM[family]]
+    grid = grid or FAMILY_SOLVER_GRID[family]
     solver = _family_solver(family, grid)
     scores: dict[str, list[float]] = {}
     for r in range(rollouts):

@@ -1,11 +1,13 @@
 """Random initial conditions of each training family, as scene dictionaries (validated by sim.scene).
 
-Every family lives in one 1 m square (2D) or cube (3D) domain, so one solver serves a whole dataset without
-recompiling; a random right wall, as an obstacle, varies where the fluid meets a wall. The learned grid of
-the 2D families has 1/64 m cells, that of the 3D ones 1/32 m. The 2D families are simulated at the app's
-resolution (1/128 m, 4 particles per cell: the cell of water_ramps and sand_ramps, close to dam_break's
-1/219 m), so the model learns the fine solver's outcomes on its coarse grid; the 3D families are simulated on
-their learned grid (8 particles per cell, so a 3D frame stays affordable on a CPU).
+Every family lives in one square (2D) or cube (3D) domain, 1 m a side but for water_tank3d's 0.6 m, so one
+solver serves a whole dataset without recompiling; a random right wall, as an obstacle, varies where the
+fluid meets a wall. The learned grid of the 2D families has 1/64 m cells, that of the 3D ones 1/32 m. The 2D
+families are simulated at the app's resolution (1/128 m, 4 particles per cell: the cell of water_ramps and
+sand_ramps, close to dam_break's 1/219 m), so the model learns the fine solver's outcomes on its coarse grid.
+water3d and sand3d are simulated on their learned grid (8 particles per cell); water_tank3d holds the same
+scenes scaled into a 0.6 m tank and is simulated at dam_break_3d's cell (0.6/41 m, 8 particles per cell):
+a 3D frame costs about its particle count, so the smaller tank keeps the app's resolution affordable.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ FAMILY_DIM = {
     "water_sand2d": 2,
     "water3d": 3,
     "sand3d": 3,
+    "water_tank3d": 3,
 }
 FAMILY_MATERIALS = {
     "water2d": ["water"],
@@ -27,18 +30,21 @@ FAMILY_MATERIALS = {
     "water_sand2d": ["water", "sand"],
     "water3d": ["water"],
     "sand3d": ["sand"],
+    "water_tank3d": ["water"],
 }
 DOMAIN = 1.0
+FAMILY_DOMAIN = {f: 0.6 if f == "water_tank3d" else DOMAIN for f in FAMILY_DIM}  # m, a side
 MODEL_GRID = 64  # the 2D families' learned grid: 1/64 m cells
 MODEL_GRID_3D = 32  # the 3D families': 1/32 m cells
 FAMILY_MODEL_H = {f: DOMAIN / (MODEL_GRID if d == 2 else MODEL_GRID_3D) for f, d in FAMILY_DIM.items()}
 # Cells along the domain of each family's reference MPM (the data's resolution).
 FAMILY_SOLVER_GRID = {f: 128 if d == 2 else MODEL_GRID_3D for f, d in FAMILY_DIM.items()}
+FAMILY_SOLVER_GRID["water_tank3d"] = 41  # 0.6 m / 41: dam_break_3d's cell (0.584 m / 40)
 # A resting column against a wall: the dam breaks of the app (in 3D, dam_break_3d's tank is 0.2 m deep).
-COLUMN_PROBABILITY = {"water2d": 0.4, "water3d": 0.4}
+COLUMN_PROBABILITY = {"water2d": 0.4, "water3d": 0.4, "water_tank3d": 0.5}
 # The controllers' data keeps the scenes they were trained on: the family's model grid, no resting
 # columns (the stepper data's finer grid and columns came later; they would change the controllers' inputs).
-CONTROL_SOLVER_GRID = {f: round(DOMAIN / h) for f, h in FAMILY_MODEL_H.items()}
+CONTROL_SOLVER_GRID = {f: round(FAMILY_DOMAIN[f] / h) for f, h in FAMILY_MODEL_H.items()}
 FRAME_DT = 1.0 / 60.0
 MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
 # The fastest flow any scene of a 2D family can reach: one sound speed and dt for the whole dataset.
@@ -51,22 +57,22 @@ MAX_PARTICLES_3D = 28_000  # a 3D scene's particle budget: a block that would ex
 def family_max_speed(family: str) -> float:
     """The fastest flow any scene of `family` can reach (FAMILY_MAX_SPEED in 2D; in 3D a water block's
     initial velocity has three random components)."""
-    return (2 * 9.81 * DOMAIN + FAMILY_DIM[family] * MAX_INITIAL_SPEED**2) ** 0.5
+    return (2 * 9.81 * FAMILY_DOMAIN[family] + FAMILY_DIM[family] * MAX_INITIAL_SPEED**2) ** 0.5
 
 
 def family_particles(family: str, volume: float) -> int:
     """About how many particles the family's solver puts into `volume` (m^dim) of material."""
     dim = FAMILY_DIM[family]
-    return int(round(volume * 2**dim * FAMILY_SOLVER_GRID[family] ** dim / DOMAIN**dim))
+    return int(round(volume * 2**dim * (FAMILY_SOLVER_GRID[family] / FAMILY_DOMAIN[family]) ** dim))
 
 
-def _block(rng, size_range, lo_y=0.0, taken=(), dim=2, on_floor=False):
+def _block(rng, size_range, lo_y=0.0, taken=(), dim=2, on_floor=False, domain=DOMAIN):
     """A random box inside the domain that does not overlap the boxes in `taken`, as ([min], [max]); None
     if none was found. In 2D the random draws are those of the original two-axis version, so 2D datasets
     regenerate bit for bit."""
     for _ in range(50):
         extent = rng.uniform(*size_range, dim)
-        lo = np.array([rng.uniform(lo_y if d == 1 else 0.0, DOMAIN - extent[d]) for d in range(dim)])
+        lo = np.array([rng.uniform(lo_y if d == 1 else 0.0, domain - extent[d]) for d in range(dim)])
         if on_floor:
             lo[1] = 0.0
         hi = lo + extent
@@ -121,15 +127,15 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
     when `for_controller`: see CONTROL_SOLVER_GRID)."""
     if family not in FAMILY_DIM:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILY_DIM)}")
-    dim = FAMILY_DIM[family]
+    dim, side = FAMILY_DIM[family], FAMILY_DOMAIN[family]  # lengths below scale with the side
     obstacles: list[dict] = []
     if rng.random() < 0.5:  # a right wall somewhere, so walls are not always at the same place
-        wall = float(rng.uniform(0.55, 0.9))
+        wall = float(rng.uniform(0.55 * side, 0.9 * side))
         obstacles.append(
             {
                 "shape": "box",
                 "min": [wall] + [0.0] * (dim - 1),
-                "max": [DOMAIN] * dim,
+                "max": [side] * dim,
                 "boundary": "separate",
             }
         )
@@ -139,21 +145,22 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
     grid = (CONTROL_SOLVER_GRID if for_controller else FAMILY_SOLVER_GRID)[family]
     if not for_controller and family in COLUMN_PROBABILITY and rng.random() < COLUMN_PROBABILITY[family]:
         if dim == 3:
-            obstacles += _front_wall(rng)
-        return _scene(family, [_column(rng, obstacles, dim)], obstacles, grid)
+            obstacles += _front_wall(rng, side)
+        return _scene(family, [_column(rng, obstacles, family)], obstacles, grid)
     count = _body_count(family, rng)
     bodies, taken, particles = [], [], 0
     for k in range(count):
         material = materials[k % len(materials)]
-        lo_y = 0.0 if material == "sand" or rng.random() < 0.5 else 0.2
+        lo_y = 0.0 if material == "sand" or rng.random() < 0.5 else 0.2 * side
         if dim == 2:
             block = _block(rng, BLOCK_SIZE, lo_y=lo_y, taken=taken)
         else:  # half the 3D sand blocks stand on the floor: a column collapsing into a pile
             on_floor = material == "sand" and rng.random() < 0.5
-            block = _block(rng, BLOCK_SIZE_3D, lo_y=lo_y, taken=taken, dim=3, on_floor=on_floor)
+            sizes = (BLOCK_SIZE_3D[0] * side, BLOCK_SIZE_3D[1] * side)
+            block = _block(rng, sizes, lo_y=lo_y, taken=taken, dim=3, on_floor=on_floor, domain=side)
         if block is None or _inside_any(np.mean(block, axis=0), obstacles):
             continue
-        if any(_clips_wall(block, o) for o in obstacles[:1]):
+        if any(_clips_wall(block, o, side) for o in obstacles[:1]):
             continue
         if dim == 3:
             n = family_particles(family, float(np.prod(np.subtract(block[1], block[0]))))
@@ -174,34 +181,35 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
             body["friction_angle"] = float(rng.uniform(25, 40))
         bodies.append(body)
     if not bodies:  # always at least one body: a plain block in the lower left
-        lo, hi = [0.02, 0.0, 0.02][:dim], [0.25, 0.3, 0.25][:dim]
+        lo, hi = [v * side for v in (0.02, 0.0, 0.02)[:dim]], [v * side for v in (0.25, 0.3, 0.25)[:dim]]
         bodies.append({"material": materials[0], "shape": "box", "min": lo, "max": hi})
         # without the obstacles that would bury it (a ramp or box drawn over the lower left)
         obstacles = [o for o in obstacles if not _inside_any(np.mean([lo, hi], axis=0), [o])]
     return _scene(family, bodies, obstacles, grid)
 
 
-def _column(rng, obstacles: list[dict], dim: int = 2) -> dict:
+def _column(rng, obstacles: list[dict], family: str) -> dict:
     """A water column at rest against the left wall or the right one (the domain's or the random wall),
-    width 0.08-0.3 m and 1-2.5 times as high: a dam break. In 3D it fills the tank's depth (up to the
-    front wall, if there is one) and is lowered to stay within the family's particle budget."""
-    right = min([o["min"][0] for o in obstacles if o["min"][0] > 0] + [DOMAIN])  # the random right wall
-    width = float(rng.uniform(0.08, min(0.3, right / 3)))
-    height = float(min(width * rng.uniform(1.0, 2.5), 0.7))
+    width 0.08-0.3 of the domain's side and 1-2.5 times as high: a dam break. In 3D it fills the tank's
+    depth (up to the front wall, if there is one) and is lowered to stay within the particle budget."""
+    dim, side = FAMILY_DIM[family], FAMILY_DOMAIN[family]
+    right = min([o["min"][0] for o in obstacles if o["min"][0] > 0] + [side])  # the random right wall
+    width = float(rng.uniform(0.08 * side, min(0.3 * side, right / 3)))
+    height = float(min(width * rng.uniform(1.0, 2.5), 0.7 * side))
     lo = 0.0 if rng.random() < 0.5 else right - width
     if dim == 2:
         return {"material": "water", "shape": "box", "min": [lo, 0.0], "max": [lo + width, height]}
-    depth = min([o["min"][2] for o in obstacles if o["min"][2] > 0] + [DOMAIN])
-    height = min(height, MAX_PARTICLES_3D / family_particles("water3d", width * depth))
+    depth = min([o["min"][2] for o in obstacles if o["min"][2] > 0] + [side])
+    height = min(height, MAX_PARTICLES_3D / family_particles(family, width * depth))
     return {"material": "water", "shape": "box", "min": [lo, 0.0, 0.0], "max": [lo + width, height, depth]}
 
 
-def _front_wall(rng) -> list[dict]:
-    """Half the 3D columns stand in a narrow tank: a front wall 0.15-0.5 m from the back."""
+def _front_wall(rng, side: float) -> list[dict]:
+    """Half the 3D columns stand in a narrow tank: a front wall 0.15-0.5 of the side from the back."""
     if rng.random() < 0.5:
         return []
-    depth = float(rng.uniform(0.15, 0.5))
-    return [{"shape": "box", "min": [0.0, 0.0, depth], "max": [DOMAIN] * 3, "boundary": "separate"}]
+    depth = float(rng.uniform(0.15 * side, 0.5 * side))
+    return [{"shape": "box", "min": [0.0, 0.0, depth], "max": [side] * 3, "boundary": "separate"}]
 
 
 def _scene(family: str, bodies: list[dict], obstacles: list[dict], grid: int) -> dict:
@@ -210,15 +218,15 @@ def _scene(family: str, bodies: list[dict], obstacles: list[dict], grid: int) ->
         "scene": {
             "name": family,
             "dim": dim,
-            "size": [DOMAIN] * dim,
+            "size": [FAMILY_DOMAIN[family]] * dim,
             "grid": grid,
             "frame_dt": FRAME_DT,
-            "friction": 0.0 if family in ("water2d", "water3d") else 0.3,
+            "friction": 0.0 if family in ("water2d", "water3d", "water_tank3d") else 0.3,
         },
         "body": bodies,
         "obstacle": obstacles,
     }
 
 
-def _clips_wall(block, wall: dict) -> bool:
-    return wall.get("shape") == "box" and wall["max"][1] >= DOMAIN and block[1][0] > wall["min"][0]
+def _clips_wall(block, wall: dict, side: float) -> bool:
+    return wall.get("shape") == "box" and wall["max"][1] >= side and block[1][0] > wall["min"][0]

@@ -36,7 +36,7 @@ APP_SCENES = {
     "water_ramps": "water_ramps2d",
     "sand_ramps": "sand_ramps2d",
     "water_sand": "water_sand2d",
-    "dam_break_3d": "water3d",
+    "dam_break_3d": "water_tank3d",
 }
 # Fixed low-resolution comparators: the same scene on coarser grids (cells along the longest side), the
 # same particles per cell. The metric grid has the coarsest one's cells. They bracket the hybrid's cost:

@@ -368,6 +368,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         model, init_record = _initial_model(cfg.init, spec)
         if cfg.sliding_prior:  # a changed prior: the network learns the new residual from these weights
             model.spec = dataclasses.replace(model.spec, sliding_prior=True)
+        # Another family's weights (water3d's for water_tank3d) become this family's, their scales kept.
+        model.spec = dataclasses.replace(model.spec, family=cfg.family)
         spec = model.spec
     else:
         spec = dataclasses.replace(spec, **fit_scales(shards, spec))
@@ -461,6 +463,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 "frames": shards.frames,
                 "holdout_trajectories": holdout,
                 "solver_grid": meta0.get("solver_grid"),
+                "solver_cell": (
+                    max(meta0["size"]) / meta0["solver_grid"] if meta0.get("solver_grid") else None
+                ),
             },
             **result,
             "batch": cfg.batch,

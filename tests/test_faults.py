@@ -66,6 +66,19 @@ def test_garbled_weights_metadata_is_refused_and_skipped_by_the_catalog(tmp_path
     assert choose_weights(load_scene("dam_break"), path.parent).path == path
 
 
+def test_the_catalog_prefers_weights_trained_at_the_scenes_resolution(tmp_path):
+    """Of two weights that fit dam_break_3d alike, the one whose data was simulated at the scene's cell."""
+    scene = load_scene("dam_break_3d")
+    cells = {"a_coarse": 1 / 32, "b_fine": max(scene.size) / scene.grid, "c_finer": 1 / 200}
+    paths = {}
+    for name, cell in cells.items():
+        paths[name] = faults._copy_weights(MODELS / "water3d.safetensors", tmp_path / "models", name)
+        meta = json.loads(paths[name].with_suffix(".json").read_text())
+        meta["data"]["solver_cell"] = cell
+        paths[name].with_suffix(".json").write_text(json.dumps(meta))
+    assert choose_weights(scene, tmp_path / "models").path == paths["b_fine"]
+
+
 # ------------------------------------------------------------------------------- state files (sim/state.py)
 def test_unreadable_or_garbled_state_files_leave_the_session_as_it_was(tmp_path, write_scene):
     session = Session(write_scene(faults.SMALL_2D))

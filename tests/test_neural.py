@@ -22,7 +22,7 @@ from sim.scene import load_scene, parse_scene
 
 SHIPPED = sorted(find_weights_dir().glob("*.safetensors"))
 SHIPPED_2D = [p for p in SHIPPED if FAMILY_DIM.get(p.stem) == 2]
-WATER3D = find_weights_dir() / "water3d.safetensors"
+TANK3D = find_weights_dir() / "water_tank3d.safetensors"
 
 
 def small_spec(**kw) -> ModelSpec:
@@ -249,16 +249,24 @@ def test_brush_far_outside_training_range_is_caught_by_the_guard():
 # ------------------------------------------------------------------------------------------------ 3D
 
 
-@pytest.mark.parametrize("family", ["water3d", "sand3d"])
-def test_3d_family_scenes_are_valid_and_affordable(family):
+@pytest.mark.parametrize(
+    "family, side, grid", [("water3d", 1.0, 32), ("sand3d", 1.0, 32), ("water_tank3d", 0.6, 41)]
+)
+def test_3d_family_scenes_are_valid_and_affordable(family, side, grid):
+    """Inside the family's cube, at its data resolution (water_tank3d: dam_break_3d's cell), within the
+    particle budget."""
+    app_cell = max(load_scene("dam_break_3d").size) / load_scene("dam_break_3d").grid
     for seed in range(40):
         raw = random_scene(family, np.random.default_rng(seed))
         scene = parse_scene(raw, family)
-        assert scene.dim == 3 and scene.size == (1.0, 1.0, 1.0) and scene.grid == 32
-        assert 1 <= len(scene.bodies) <= (3 if family == "water3d" else 2)
+        assert scene.dim == 3 and scene.size == (side,) * 3 and scene.grid == grid
+        assert 1 <= len(scene.bodies) <= (2 if family == "sand3d" else 3)
+        assert all((b.lo >= 0).all() and (b.hi <= side + 1e-9).all() for b in scene.bodies)
         volume = sum(float(np.prod(b.hi - b.lo)) for b in scene.bodies)
         assert family_particles(family, volume) <= MAX_PARTICLES_3D
-        assert {b.material.name.lower() for b in scene.bodies} == {family[:-2]}
+        assert {b.material.name.lower() for b in scene.bodies} == {family.removesuffix("3d").split("_")[0]}
+    if family == "water_tank3d":
+        assert side / grid == pytest.approx(app_cell, rel=0.01)
 
 
 def test_water3d_has_dam_breaks_in_narrow_tanks():
@@ -373,11 +381,11 @@ def test_eval_3d_smoke(water3d_weights):
     assert report["lowres"] == {"grid": 16, "ppc": 1}
 
 
-@pytest.mark.skipif(not WATER3D.is_file(), reason="no shipped 3D weights (assets/models/water3d.safetensors)")
+@pytest.mark.skipif(not TANK3D.is_file(), reason="no assets/models/water_tank3d.safetensors")
 def test_hybrid_dam_break_3d_stays_finite_and_inside():
     scene = load_scene("dam_break_3d")
-    stepper, message = make_stepper("hybrid", scene)
-    assert isinstance(stepper, HybridStepper) and stepper.weights == "water3d", message
+    stepper, message = make_stepper("hybrid", scene)  # water_tank3d: trained at this scene's resolution
+    assert isinstance(stepper, HybridStepper) and stepper.weights == "water_tank3d", message
     solver = build_solver(scene)
     n = solver.n
     paths = [stepper.advance(solver).path for _ in range(20)]
