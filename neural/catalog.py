@@ -2,8 +2,9 @@
 
 A model fits when its dimension and frame length match the scene's and it was trained on every material the
 scene holds; among those, one trained with obstacles is needed when the scene has any, the fewest extra
-materials wins, then the one whose data was simulated at the cell closest to the scene's (the learned
-stepper learns its solver's outcomes at that resolution). `--model NAME|PATH` overrides the choice. When
+materials wins, then one whose training domain is as large as the scene (a smaller one never saw its
+falls), then the one whose data was simulated at the cell closest to the scene's (the learned stepper learns
+its solver's outcomes at that resolution). `--model NAME|PATH` overrides the choice. When
 nothing fits, the stepper is numerical and the reason says why.
 """
 
@@ -35,20 +36,30 @@ def scene_materials(scene) -> set[str]:
     return names | {e.material.name.lower() for e in scene.emitters}
 
 
-def data_cell(meta: dict) -> float | None:
-    """The cell (m) of the solver that made a model's training data, from its metadata (weights trained
-    before `solver_cell` was recorded: the family's domain side over the data's solver grid)."""
+@dataclass
+class DataExtent:
+    """Where a model's training data came from: its family's domain side and its solver's cell (m)."""
+
+    side: float = 1.0
+    cell: float | None = None
+
+
+def data_extent(meta: dict) -> DataExtent:
+    """From a model's metadata (garbled or missing values read as unknown: a 1 m side, no cell); weights
+    trained before `solver_cell` was recorded: the family's side over the data's solver grid."""
     from neural.families import FAMILY_DOMAIN
 
+    family = meta.get("family")
+    side = FAMILY_DOMAIN.get(family, 1.0) if isinstance(family, str) else 1.0
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
     cell, grid = data.get("solver_cell"), data.get("solver_grid")
     if cell is None and isinstance(grid, int | float) and grid > 0:
-        cell = FAMILY_DOMAIN.get(meta.get("family"), 1.0) / grid
-    return float(cell) if isinstance(cell, int | float) and cell > 0 else None
+        cell = side / grid
+    return DataExtent(side, float(cell) if isinstance(cell, int | float) and cell > 0 else None)
 
 
-def catalog(folder: Path | None = None) -> dict[str, tuple[Path, ModelSpec, float | None]]:
-    """name: (weights, spec, data_cell) of each usable weights file in `folder`."""
+def catalog(folder: Path | None = None) -> dict[str, tuple[Path, ModelSpec, DataExtent]]:
+    """name: (weights, spec, data extent) of each usable weights file in `folder`."""
     folder = folder or find_weights_dir()
     out = {}
     for meta_path in sorted(folder.glob("*.json")):
@@ -59,7 +70,7 @@ def catalog(folder: Path | None = None) -> dict[str, tuple[Path, ModelSpec, floa
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if weights.is_file() and spec_problem(spec) is None:  # garbled metadata: as if not there
-            out[meta_path.stem] = (weights, spec, data_cell(meta))
+            out[meta_path.stem] = (weights, spec, data_extent(meta))
     return out
 
 
@@ -69,7 +80,7 @@ def choose_weights(scene, folder: Path | None = None) -> Choice:
     scene_cell = max(scene.size) / scene.grid
     best, best_key = None, None
     problems = []
-    for name, (path, spec, cell) in catalog(folder).items():
+    for name, (path, spec, extent) in catalog(folder).items():
         if spec.dim != scene.dim:
             problems.append(f"{name}: {spec.dim}D")
             continue
@@ -82,8 +93,9 @@ def choose_weights(scene, folder: Path | None = None) -> Choice:
         if has_obstacles and not spec.obstacles:
             problems.append(f"{name}: trained without obstacles")
             continue
-        resolution = abs(math.log(cell / scene_cell)) if cell else math.inf
-        key = (len(set(spec.materials) - materials), spec.obstacles != has_obstacles, resolution)
+        too_small = extent.side < max(scene.size) - 1e-9
+        resolution = abs(math.log(extent.cell / scene_cell)) if extent.cell else math.inf
+        key = (len(set(spec.materials) - materials), spec.obstacles != has_obstacles, too_small, resolution)
         if best_key is None or key < best_key:
             best, best_key = path, key
     if best is None:

@@ -66,17 +66,27 @@ def test_garbled_weights_metadata_is_refused_and_skipped_by_the_catalog(tmp_path
     assert choose_weights(load_scene("dam_break"), path.parent).path == path
 
 
-def test_the_catalog_prefers_weights_trained_at_the_scenes_resolution(tmp_path):
-    """Of two weights that fit dam_break_3d alike, the one whose data was simulated at the scene's cell."""
-    scene = load_scene("dam_break_3d")
-    cells = {"a_coarse": 1 / 32, "b_fine": max(scene.size) / scene.grid, "c_finer": 1 / 200}
+def test_the_catalog_prefers_weights_trained_at_the_scenes_resolution_in_a_domain_as_large(tmp_path):
+    """Of weights that fit a scene alike: one whose training domain is as large as the scene, then the one
+    whose data was simulated at the cell closest to the scene's (read from `data.solver_cell`, or from the
+    family's side over `data.solver_grid` for weights that predate it; garbled values read as unknown)."""
+    data = {
+        "a_coarse": ("water3d", {"solver_grid": 32}),  # 1 m at 1/32 m
+        "b_tank": ("water_tank3d", {"solver_grid": 41}),  # 0.6 m at dam_break_3d's cell
+        "c_finer": ("water3d", {"solver_cell": 1 / 200}),  # 1 m at 1/200 m
+        "d_garbled": (["water3d"], {"solver_grid": "41"}),
+    }
     paths = {}
-    for name, cell in cells.items():
+    for name, (family, extent) in data.items():
         paths[name] = faults._copy_weights(MODELS / "water3d.safetensors", tmp_path / "models", name)
         meta = json.loads(paths[name].with_suffix(".json").read_text())
-        meta["data"]["solver_cell"] = cell
+        meta["family"], meta["data"] = family, extent
         paths[name].with_suffix(".json").write_text(json.dumps(meta))
-    assert choose_weights(scene, tmp_path / "models").path == paths["b_fine"]
+    models = tmp_path / "models"
+    assert choose_weights(load_scene("dam_break_3d"), models).path == paths["b_tank"]
+    metre_tank = load_scene("dam_break_3d", {"size": [1.0, 0.35, 0.2], "grid": 68})  # too long for b_tank
+    assert choose_weights(metre_tank, models).path == paths["a_coarse"]
+    assert choose_weights(load_scene("dam_break_3d", {"grid": 200}), models).path == paths["c_finer"]
 
 
 # ------------------------------------------------------------------------------- state files (sim/state.py)

@@ -271,7 +271,10 @@ class ObstacleTool(Tool):
         on_obstacle = self.session.obstacle_at(p) is not None
         self.pressed_on = np.asarray(p, float) if on_obstacle else None
         floor = self.floor_under_press if self.session.dim == 3 and on_obstacle else None
+        self.floor_under_press = None  # used once: a press that skipped locate() finds none
         self.start = np.asarray(floor if floor is not None else p, float)
+        if floor is not None:
+            self.cursor = self.start  # the drag is on the floor; until a move, it has not left the press
 
     def release(self, p, mods):
         super().release(p, mods)
@@ -280,18 +283,19 @@ class ObstacleTool(Tool):
         if start is None:
             return
         end = np.asarray(p, float)
-        if pressed_on is not None and self._is_click(start, end):
+        description = self.describe(start, end, mods.shift)
+        if pressed_on is not None and self._is_click(start, end, description):
             index = self.session.obstacle_at(pressed_on)  # again: a reset while held may have removed it
             if index is not None:
                 self.session.remove_obstacle(index)
-            return
-        description = self.describe(start, end, mods.shift)
-        if description is not None:
+        elif description is not None:
             self.session.add_obstacle(description)
 
-    def _is_click(self, start: np.ndarray, end: np.ndarray) -> bool:
+    def _is_click(self, start: np.ndarray, end: np.ndarray, description: dict | None) -> bool:
+        """Within CLICK_SLOP of the press, or too short to draw anything: every release draws or deletes."""
         step = (end - start) * ((1, 0, 1) if self.session.dim == 3 else 1)  # 3D: along the floor
-        return float(np.linalg.norm(step)) < self.CLICK_SLOP * max(self.session.scene.size)
+        near = float(np.linalg.norm(step)) < self.CLICK_SLOP * max(self.session.scene.size)
+        return near or description is None
 
     def cancel(self) -> None:
         self.start = self.pressed_on = None
@@ -333,9 +337,10 @@ class ObstacleTool(Tool):
     def overlay(self, mapping) -> list[np.ndarray]:
         if self.start is None or self.cursor is None:
             return []
-        if self.pressed_on is not None and self._is_click(self.start, np.asarray(self.cursor, float)):
+        cursor = np.asarray(self.cursor, float)
+        d = self.describe(self.start, cursor, self.mods.shift)
+        if self.pressed_on is not None and self._is_click(self.start, cursor, d):
             return []  # released here, this deletes the obstacle pressed on: no box to preview
-        d = self.describe(self.start, np.asarray(self.cursor, float), self.mods.shift)
         if d is None:
             return []
         if d["shape"] == "sphere":
