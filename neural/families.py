@@ -66,7 +66,7 @@ def family_particles(family: str, volume: float) -> int:
     return int(round(volume * 2**dim * (FAMILY_SOLVER_GRID[family] / FAMILY_DOMAIN[family]) ** dim))
 
 
-def _block(rng, size_range, lo_y=0.0, taken=(), dim=2, on_floor=False, domain=DOMAIN):
+def _block(rng, size_range, domain: float, lo_y=0.0, taken=(), dim=2, on_floor=False):
     """A random box inside the domain that does not overlap the boxes in `taken`, as ([min], [max]); None
     if none was found. In 2D the random draws are those of the original two-axis version, so 2D datasets
     regenerate bit for bit."""
@@ -153,7 +153,7 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
         material = materials[k % len(materials)]
         lo_y = 0.0 if material == "sand" or rng.random() < 0.5 else 0.2 * side
         if dim == 2:
-            block = _block(rng, BLOCK_SIZE, lo_y=lo_y, taken=taken)
+            block = _block(rng, BLOCK_SIZE, lo_y=lo_y, taken=taken, domain=side)
         else:  # half the 3D sand blocks stand on the floor: a column collapsing into a pile
             on_floor = material == "sand" and rng.random() < 0.5
             sizes = (BLOCK_SIZE_3D[0] * side, BLOCK_SIZE_3D[1] * side)
