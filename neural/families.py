@@ -1,6 +1,7 @@
 """Random initial conditions of each training family, as scene dictionaries (validated by sim.scene).
 
-Every family lives in one square (2D) or cube (3D) domain, 1 m a side but for water_tank3d's 0.6 m, so one
+Every family lives in one square (2D) or cube (3D) domain, 1 m a side but for the tanks' (water_tank3d 0.6 m,
+sand_tank3d 0.5 m), so one
 solver serves a whole dataset without recompiling; a random right wall, as an obstacle, varies where the
 fluid meets a wall. The learned grid of the 2D families has 1/64 m cells, that of the 3D ones 1/32 m. The 2D
 families are simulated at the app's resolution (1/128 m, 4 particles per cell: the cell of water_ramps and
@@ -8,6 +9,8 @@ sand_ramps, close to dam_break's 1/219 m), so the model learns the fine solver's
 water3d and sand3d are simulated on their learned grid (8 particles per cell); water_tank3d holds the same
 scenes scaled into a 0.6 m tank and is simulated at dam_break_3d's cell (0.6/41 m, 8 particles per cell):
 a 3D frame costs about its particle count, so the smaller tank keeps the app's resolution affordable.
+sand_tank3d does the same for sand3d's scenes: a 0.5 m cube at sand_pile_3d's cell (0.5/40 m), with its
+wall friction.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ FAMILY_DIM = {
     "water3d": 3,
     "sand3d": 3,
     "water_tank3d": 3,
+    "sand_tank3d": 3,
 }
 FAMILY_MATERIALS = {
     "water2d": ["water"],
@@ -31,21 +35,26 @@ FAMILY_MATERIALS = {
     "water3d": ["water"],
     "sand3d": ["sand"],
     "water_tank3d": ["water"],
+    "sand_tank3d": ["sand"],
 }
 DOMAIN = 1.0
-FAMILY_DOMAIN = {f: 0.6 if f == "water_tank3d" else DOMAIN for f in FAMILY_DIM}  # m, a side
+TANK_DOMAIN = {"water_tank3d": 0.6, "sand_tank3d": 0.5}
+FAMILY_DOMAIN = {f: TANK_DOMAIN.get(f, DOMAIN) for f in FAMILY_DIM}  # m, a side
 MODEL_GRID = 64  # the 2D families' learned grid: 1/64 m cells
 MODEL_GRID_3D = 32  # the 3D families': 1/32 m cells
 FAMILY_MODEL_H = {f: DOMAIN / (MODEL_GRID if d == 2 else MODEL_GRID_3D) for f, d in FAMILY_DIM.items()}
 # Cells along the domain of each family's reference MPM (the data's resolution).
 FAMILY_SOLVER_GRID = {f: 128 if d == 2 else MODEL_GRID_3D for f, d in FAMILY_DIM.items()}
 FAMILY_SOLVER_GRID["water_tank3d"] = 41  # 0.6 m / 41: dam_break_3d's cell (0.584 m / 40)
+FAMILY_SOLVER_GRID["sand_tank3d"] = 40  # 0.5 m / 40: sand_pile_3d's cell
 # A resting column against a wall: the dam breaks of the app (in 3D, dam_break_3d's tank is 0.2 m deep).
 COLUMN_PROBABILITY = {"water2d": 0.4, "water3d": 0.4, "water_tank3d": 0.5}
 # The controllers' data keeps the scenes they were trained on: the family's model grid, no resting
 # columns (the stepper data's finer grid and columns came later; they would change the controllers' inputs).
 CONTROL_SOLVER_GRID = {f: round(FAMILY_DOMAIN[f] / h) for f, h in FAMILY_MODEL_H.items()}
 FRAME_DT = 1.0 / 60.0
+# The walls' friction (0.3 for the rest): water's are frictionless, sand_tank3d's are sand_pile_3d's.
+FAMILY_WALL_FRICTION = {"water2d": 0.0, "water3d": 0.0, "water_tank3d": 0.0, "sand_tank3d": 0.5}
 MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
 # The fastest flow any scene of a 2D family can reach: one sound speed and dt for the whole dataset.
 FAMILY_MAX_SPEED = (2 * 9.81 * DOMAIN + 2 * MAX_INITIAL_SPEED**2) ** 0.5
@@ -117,7 +126,7 @@ def _inside_any(point, obstacles) -> bool:
 def _body_count(family: str, rng: np.random.Generator) -> int:
     if family == "water_sand2d":
         return int(rng.integers(2, 4))
-    if family == "sand3d":
+    if family in ("sand3d", "sand_tank3d"):
         return int(rng.integers(1, 3))
     return int(rng.integers(1, 4))
 
@@ -221,7 +230,7 @@ def _scene(family: str, bodies: list[dict], obstacles: list[dict], grid: int) ->
             "size": [FAMILY_DOMAIN[family]] * dim,
             "grid": grid,
             "frame_dt": FRAME_DT,
-            "friction": 0.0 if family in ("water2d", "water3d", "water_tank3d") else 0.3,
+            "friction": FAMILY_WALL_FRICTION.get(family, 0.3),
         },
         "body": bodies,
         "obstacle": obstacles,

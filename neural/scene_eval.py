@@ -37,6 +37,7 @@ APP_SCENES = {
     "sand_ramps": "sand_ramps2d",
     "water_sand": "water_sand2d",
     "dam_break_3d": "water_tank3d",
+    "sand_pile_3d": "sand_tank3d",
 }
 # Fixed low-resolution comparators: the same scene on coarser grids (cells along the longest side), the
 # same particles per cell. The metric grid has the coarsest one's cells. They bracket the hybrid's cost:

@@ -142,11 +142,11 @@ def test_every_builtin_scene_with_weights_defaults_to_hybrid():
     from neural.stepper import HybridStepper
     from sim.scene import builtin_scenes, load_scene
 
-    with_weights = set(APP_SCENES) | {"sand_pile_3d"}  # sand_pile_3d: the sand3d weights fit it
     for name in builtin_scenes():
         stepper, message = make_stepper("auto", load_scene(name))
-        if name in with_weights:
+        if name in APP_SCENES:  # with the weights the catalog picks for it
             assert isinstance(stepper, HybridStepper), (name, message)
+            assert stepper.weights == APP_SCENES[name], (name, message)
         else:
             assert stepper.name == "numerical" and message.startswith("numerical: "), (name, message)
 

@@ -250,23 +250,30 @@ def test_brush_far_outside_training_range_is_caught_by_the_guard():
 
 
 @pytest.mark.parametrize(
-    "family, side, grid", [("water3d", 1.0, 32), ("sand3d", 1.0, 32), ("water_tank3d", 0.6, 41)]
+    "family, side, grid, app_scene",
+    [
+        ("water3d", 1.0, 32, None),
+        ("sand3d", 1.0, 32, None),
+        ("water_tank3d", 0.6, 41, "dam_break_3d"),
+        ("sand_tank3d", 0.5, 40, "sand_pile_3d"),
+    ],
 )
-def test_3d_family_scenes_are_valid_and_affordable(family, side, grid):
-    """Inside the family's cube, at its data resolution (water_tank3d: dam_break_3d's cell), within the
-    particle budget."""
-    app_cell = max(load_scene("dam_break_3d").size) / load_scene("dam_break_3d").grid
+def test_3d_family_scenes_are_valid_and_affordable(family, side, grid, app_scene):
+    """Inside the family's cube, at its data resolution (the tanks: their app scene's cell, in a domain
+    that holds the scene, with its walls' friction), within the particle budget."""
     for seed in range(40):
         raw = random_scene(family, np.random.default_rng(seed))
         scene = parse_scene(raw, family)
         assert scene.dim == 3 and scene.size == (side,) * 3 and scene.grid == grid
-        assert 1 <= len(scene.bodies) <= (2 if family == "sand3d" else 3)
+        assert 1 <= len(scene.bodies) <= (2 if family.startswith("sand") else 3)
         assert all((b.lo >= 0).all() and (b.hi <= side + 1e-9).all() for b in scene.bodies)
         volume = sum(float(np.prod(b.hi - b.lo)) for b in scene.bodies)
         assert family_particles(family, volume) <= MAX_PARTICLES_3D
         assert {b.material.name.lower() for b in scene.bodies} == {family.removesuffix("3d").split("_")[0]}
-    if family == "water_tank3d":
-        assert side / grid == pytest.approx(app_cell, rel=0.01)
+    if app_scene is not None:
+        app = load_scene(app_scene)
+        assert side / grid == pytest.approx(max(app.size) / app.grid, rel=0.01)
+        assert max(app.size) <= side and scene.friction == app.friction
 
 
 def test_water3d_has_dam_breaks_in_narrow_tanks():
