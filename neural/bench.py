@@ -121,8 +121,9 @@ def scene_records(result: dict, prefix: str = "neural") -> list[dict]:
 
 
 def scene_results(dim: int, prefix: str, quick: bool) -> tuple[list[dict], list[dict]]:
-    """Every app scene of `dim` whose weights ship, at its own resolution (120 frames), against the solver
-    and fixed coarse grids: its records and evaluate_scene() results; a frame sheet each in docs/eval/."""
+    """Every app scene of `dim` whose weights ship, at its own resolution (120 frames; 10 and no sheet with
+    `quick`), against the solver and fixed coarse grids: its records and evaluate_scene() results; a frame
+    sheet each in docs/eval/."""
     records, results = [], []
     for name, family in APP_SCENES.items():
         if FAMILY_DIM[family] != dim or missing_weights(
@@ -138,9 +139,9 @@ def scene_results(dim: int, prefix: str, quick: bool) -> tuple[list[dict], list[
     return records, results
 
 
-def latency_records_3d(quick: bool) -> tuple[list[dict], list[dict]]:
-    """The 3D app scenes whose weights ship (dam_break_3d: FAMILY_3D, sand_pile_3d: sand_tank3d), then the
-    bf16 records on dam_break_3d, which come first."""
+def scene_records_3d(quick: bool) -> tuple[list[dict], list[dict]]:
+    """The bf16 records on dam_break_3d (with FAMILY_3D) first, then the 3D app scenes whose weights ship
+    (dam_break_3d: FAMILY_3D, sand_pile_3d: sand_tank3d)."""
     records, results = scene_results(3, "neural3d", quick)
     if any(result["weights"] == FAMILY_3D for result in results):
         scene = load_scene("dam_break_3d")
@@ -153,7 +154,7 @@ def latency_records_3d(quick: bool) -> tuple[list[dict], list[dict]]:
 
 def neural3d_records(quick: bool = False) -> list[dict]:
     weights = find_weights_dir() / f"{FAMILY_3D}.safetensors"
-    records, results = latency_records_3d(quick)
+    records, results = scene_records_3d(quick)
     if results:
         precision, recall, needed = guard_records(results)
         records += [
@@ -200,7 +201,7 @@ def long_run_records(result: dict) -> list[dict]:
 
 
 def neural_records(quick: bool = False) -> list[dict]:
-    """Every 2D app scene with weights at its own resolution (120 frames), the guard over all of them,
+    """Every 2D app scene with weights at its own resolution (scene_results), the guard over all of them,
     the water2d family's held-out rollouts, then the 3D suite."""
     records, results = scene_results(2, "neural", quick)
     precision, recall, needed = guard_records(results)

@@ -46,13 +46,16 @@ class DataExtent:
 
 def data_extent(meta: dict) -> DataExtent:
     """From a model's metadata (garbled or missing values read as unknown: a 1 m side, no cell); weights
-    trained before `solver_cell` was recorded: the family's side over the data's solver grid."""
-    from neural.families import FAMILY_DOMAIN
+    trained before `solver_cell` was recorded: the family's side over the data's solver grid, or over the
+    family's data grid (FAMILY_SOLVER_GRID) where the grid was not recorded either (sand3d's)."""
+    from neural.families import FAMILY_DOMAIN, FAMILY_SOLVER_GRID
 
     family = meta.get("family")
     side = FAMILY_DOMAIN.get(family, 1.0) if isinstance(family, str) else 1.0
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
     cell, grid = data.get("solver_cell"), data.get("solver_grid")
+    if cell is None and grid is None and isinstance(family, str):
+        grid = FAMILY_SOLVER_GRID.get(family)
     if cell is None and isinstance(grid, int | float) and grid > 0:
         cell = side / grid
     return DataExtent(side, float(cell) if isinstance(cell, int | float) and cell > 0 else None)

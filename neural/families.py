@@ -1,16 +1,15 @@
 """Random initial conditions of each training family, as scene dictionaries (validated by sim.scene).
 
-Every family lives in one square (2D) or cube (3D) domain, 1 m a side but for the tanks' (water_tank3d 0.6 m,
-sand_tank3d 0.5 m), so one
-solver serves a whole dataset without recompiling; a random right wall, as an obstacle, varies where the
-fluid meets a wall. The learned grid of the 2D families has 1/64 m cells, that of the 3D ones 1/32 m. The 2D
-families are simulated at the app's resolution (1/128 m, 4 particles per cell: the cell of water_ramps and
-sand_ramps, close to dam_break's 1/219 m), so the model learns the fine solver's outcomes on its coarse grid.
-water3d and sand3d are simulated on their learned grid (8 particles per cell); water_tank3d holds the same
-scenes scaled into a 0.6 m tank and is simulated at dam_break_3d's cell (0.6/41 m, 8 particles per cell):
-a 3D frame costs about its particle count, so the smaller tank keeps the app's resolution affordable.
-sand_tank3d does the same for sand3d's scenes: a 0.5 m cube at sand_pile_3d's cell (0.5/40 m), with its
-wall friction.
+Every family lives in one square (2D) or cube (3D) domain, 1 m a side but for the tanks' (water_tank3d 0.6
+m, sand_tank3d 0.5 m), so one solver serves a whole dataset without recompiling; a random right wall, as an
+obstacle, varies where the fluid meets a wall. The learned grid of the 2D families has 1/64 m cells, that of
+the 3D ones 1/32 m. The 2D families are simulated at the app's resolution (1/128 m, 4 particles per cell:
+the cell of water_ramps and sand_ramps, close to dam_break's 1/219 m), so the model learns the fine solver's
+outcomes on its coarse grid. water3d and sand3d are simulated on their learned grid (8 particles per cell);
+water_tank3d holds the same scenes scaled into a 0.6 m tank and is simulated at dam_break_3d's cell (0.6/41
+m, 8 particles per cell): a 3D frame costs about its particle count, so the smaller tank keeps the app's
+resolution affordable. sand_tank3d does the same for sand3d's scenes: a 0.5 m cube at sand_pile_3d's cell
+(0.5/40 m), with its wall friction.
 """
 
 from __future__ import annotations
@@ -53,7 +52,8 @@ COLUMN_PROBABILITY = {"water2d": 0.4, "water3d": 0.4, "water_tank3d": 0.5}
 # columns (the stepper data's finer grid and columns came later; they would change the controllers' inputs).
 CONTROL_SOLVER_GRID = {f: round(FAMILY_DOMAIN[f] / h) for f, h in FAMILY_MODEL_H.items()}
 FRAME_DT = 1.0 / 60.0
-# The walls' friction (0.3 for the rest): water's are frictionless, sand_tank3d's are sand_pile_3d's.
+# The walls' friction (0.3 for the rest): water2d's, water3d's and water_tank3d's are frictionless,
+# sand_tank3d's are sand_pile_3d's.
 FAMILY_WALL_FRICTION = {"water2d": 0.0, "water3d": 0.0, "water_tank3d": 0.0, "sand_tank3d": 0.5}
 MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
 # The fastest flow any scene of a 2D family can reach: one sound speed and dt for the whole dataset.

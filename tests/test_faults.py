@@ -89,6 +89,19 @@ def test_the_catalog_prefers_weights_trained_at_the_scenes_resolution_in_a_domai
     assert choose_weights(load_scene("dam_break_3d", {"grid": 200}), models).path == paths["c_finer"]
 
 
+def test_sand_pile_3d_takes_the_sand_tank_and_a_metre_of_sand_the_older_sand3d(tmp_path):
+    """sand3d's metadata predates the recorded data grid: its cell is read from the family's (1/32 m), so a
+    coarse small sand scene still takes it, as a 1 m one must; sand_pile_3d takes the tank at its cell."""
+    for name in ("sand3d", "sand_tank3d"):
+        faults._copy_weights(MODELS / f"{name}.safetensors", tmp_path / "models", name)
+    models = tmp_path / "models"
+    assert choose_weights(load_scene("sand_pile_3d"), models).path.stem == "sand_tank3d"
+    metre = load_scene("sand_pile_3d", {"size": [1.0, 0.35, 1.0], "grid": 80})
+    assert choose_weights(metre, models).path.stem == "sand3d"
+    coarse = load_scene("sand_pile_3d", {"grid": 14})  # 0.5 m at about sand3d's 1/32 m
+    assert choose_weights(coarse, models).path.stem == "sand3d"
+
+
 # ------------------------------------------------------------------------------- state files (sim/state.py)
 def test_unreadable_or_garbled_state_files_leave_the_session_as_it_was(tmp_path, write_scene):
     session = Session(write_scene(faults.SMALL_2D))
