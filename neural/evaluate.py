@@ -78,7 +78,7 @@ def calibrate(
 ) -> dict:
     """Guard thresholds from the solver's own frames: the 99.5th percentile of each score, with margin.
     The solver runs the family's held-out scenes at `grid` cells (default: the family's data resolution,
-    FAMILY_SOLVER_GRID, which is the app's in 2D and for water_tank3d): the scores are relative to each
+    FAMILY_SOLVER_GRID, which is the app's in 2D and for the tanks): the scores are relative to each
     scene, but their noise depends on the particles per learned cell."""
     spec = load_weights(weights).spec
     guard = Guard(spec.h)
