@@ -410,6 +410,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from app.gui.bench import gui_records as suite
     elif args.suite == "neural":
         from neural.bench import neural_records as suite
+    elif args.suite == "neural2d":
+        from neural.bench import neural2d_records as suite
     elif args.suite == "neural3d":
         from neural.bench import neural3d_records as suite
     elif args.suite == "control":
@@ -718,8 +720,18 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="sim",
-        choices=["sim", "render", "neural", "neural3d", "gui", "control", "control3d", "reliability"],
-        help="which suite to run (neural and control include their 3D halves, neural3d and control3d)",
+        choices=[
+            "sim",
+            "render",
+            "neural",
+            "neural2d",
+            "neural3d",
+            "gui",
+            "control",
+            "control3d",
+            "reliability",
+        ],
+        help="which suite to run (neural is neural2d and neural3d; control includes control3d)",
     )
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the records")
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto")

@@ -201,8 +201,13 @@ def long_run_records(result: dict) -> list[dict]:
 
 
 def neural_records(quick: bool = False) -> list[dict]:
+    """The 2D suite (neural2d_records), then the 3D suite."""
+    return neural2d_records(quick) + neural3d_records(quick)
+
+
+def neural2d_records(quick: bool = False) -> list[dict]:
     """Every 2D app scene with weights at its own resolution (scene_results), the guard over all of them,
-    the water2d family's held-out rollouts, then the 3D suite."""
+    the resting pool after a long run, and the water2d family's held-out rollouts."""
     records, results = scene_results(2, "neural", quick)
     precision, recall, needed = guard_records(results)
     records += [
@@ -222,4 +227,4 @@ def neural_records(quick: bool = False) -> list[dict]:
         record("neural.family.cosine_trigger.precision", report["cosine_trigger"]["precision"], ""),
         record("neural.family.cosine_trigger.recall", report["cosine_trigger"]["recall"], ""),
     ]
-    return records + neural3d_records(quick)
+    return records

@@ -1,11 +1,13 @@
 """Random initial conditions of each training family, as scene dictionaries (validated by sim.scene).
 
-Every family lives in one square (2D) or cube (3D) domain, 1 m a side but for the tanks' (water_tank3d 0.6
-m, sand_tank3d 0.5 m), so one solver serves a whole dataset without recompiling; a random right wall, as an
-obstacle, varies where the fluid meets a wall. The learned grid of the 2D families has 1/64 m cells, that of
-the 3D ones 1/32 m. The 2D families are simulated at the app's resolution (1/128 m, 4 particles per cell:
-the cell of water_ramps and sand_ramps, close to dam_break's 1/219 m), so the model learns the fine solver's
-outcomes on its coarse grid. water3d and sand3d are simulated on their learned grid (8 particles per cell);
+Every family lives in one square (2D) or cube (3D) domain, 1 m a side but for the tanks' (water_tank2d and
+water_tank3d 0.6 m, sand_tank3d 0.5 m), so one solver serves a whole dataset without recompiling; a random
+right wall, as an obstacle, varies where the fluid meets a wall. The learned grid of the 2D families has 1/64
+m cells, that of the 3D ones 1/32 m. The 2D families are simulated at the app's resolution (1/128 m, 4
+particles per cell: the cell of water_ramps, sand_ramps and water_sand), so the model learns the fine
+solver's outcomes on its coarse grid; water_tank2d holds water2d's scenes scaled into a 0.6 m square at
+dam_break's cell (0.6/131 m, against water2d's 1/128 m: 1.7x finer; its weights did not pay and do not ship).
+water3d and sand3d are simulated on their learned grid (8 particles per cell);
 water_tank3d holds the same scenes scaled into a 0.6 m tank and is simulated at dam_break_3d's cell (0.6/41
 m, 8 particles per cell): a 3D frame costs about its particle count, so the smaller tank keeps the app's
 resolution affordable. sand_tank3d does the same for sand3d's scenes: a 0.5 m cube at sand_pile_3d's cell
@@ -21,6 +23,7 @@ FAMILY_DIM = {
     "water_ramps2d": 2,
     "sand_ramps2d": 2,
     "water_sand2d": 2,
+    "water_tank2d": 2,
     "water3d": 3,
     "sand3d": 3,
     "water_tank3d": 3,
@@ -31,13 +34,14 @@ FAMILY_MATERIALS = {
     "water_ramps2d": ["water"],
     "sand_ramps2d": ["sand"],
     "water_sand2d": ["water", "sand"],
+    "water_tank2d": ["water"],
     "water3d": ["water"],
     "sand3d": ["sand"],
     "water_tank3d": ["water"],
     "sand_tank3d": ["sand"],
 }
 DOMAIN = 1.0
-TANK_DOMAIN = {"water_tank3d": 0.6, "sand_tank3d": 0.5}
+TANK_DOMAIN = {"water_tank3d": 0.6, "sand_tank3d": 0.5, "water_tank2d": 0.6}
 FAMILY_DOMAIN = {f: TANK_DOMAIN.get(f, DOMAIN) for f in FAMILY_DIM}  # m, a side
 MODEL_GRID = 64  # the 2D families' learned grid: 1/64 m cells
 MODEL_GRID_3D = 32  # the 3D families': 1/32 m cells
@@ -46,15 +50,22 @@ FAMILY_MODEL_H = {f: DOMAIN / (MODEL_GRID if d == 2 else MODEL_GRID_3D) for f, d
 FAMILY_SOLVER_GRID = {f: 128 if d == 2 else MODEL_GRID_3D for f, d in FAMILY_DIM.items()}
 FAMILY_SOLVER_GRID["water_tank3d"] = 41  # 0.6 m / 41: dam_break_3d's cell (0.584 m / 40)
 FAMILY_SOLVER_GRID["sand_tank3d"] = 40  # 0.5 m / 40: sand_pile_3d's cell
+FAMILY_SOLVER_GRID["water_tank2d"] = 131  # 0.6 m / 131: dam_break's cell (0.584 m / 128)
 # A resting column against a wall: the dam breaks of the app (in 3D, dam_break_3d's tank is 0.2 m deep).
-COLUMN_PROBABILITY = {"water2d": 0.4, "water3d": 0.4, "water_tank3d": 0.5}
+COLUMN_PROBABILITY = {"water2d": 0.4, "water3d": 0.4, "water_tank3d": 0.5, "water_tank2d": 0.5}
 # The controllers' data keeps the scenes they were trained on: the family's model grid, no resting
 # columns (the stepper data's finer grid and columns came later; they would change the controllers' inputs).
 CONTROL_SOLVER_GRID = {f: round(FAMILY_DOMAIN[f] / h) for f, h in FAMILY_MODEL_H.items()}
 FRAME_DT = 1.0 / 60.0
-# The walls' friction (0.3 for the rest): water2d's, water3d's and water_tank3d's are frictionless,
+# The walls' friction (0.3 for the rest): water2d's, water3d's and the two water tanks' are frictionless,
 # sand_tank3d's are sand_pile_3d's.
-FAMILY_WALL_FRICTION = {"water2d": 0.0, "water3d": 0.0, "water_tank3d": 0.0, "sand_tank3d": 0.5}
+FAMILY_WALL_FRICTION = {
+    "water2d": 0.0,
+    "water3d": 0.0,
+    "water_tank3d": 0.0,
+    "water_tank2d": 0.0,
+    "sand_tank3d": 0.5,
+}
 MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
 # The fastest flow any scene of a 2D family can reach: one sound speed and dt for the whole dataset.
 FAMILY_MAX_SPEED = (2 * 9.81 * DOMAIN + 2 * MAX_INITIAL_SPEED**2) ** 0.5
@@ -162,7 +173,8 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
         material = materials[k % len(materials)]
         lo_y = 0.0 if material == "sand" or rng.random() < 0.5 else 0.2 * side
         if dim == 2:
-            block = _block(rng, BLOCK_SIZE, lo_y=lo_y, taken=taken, domain=side)
+            sizes = (BLOCK_SIZE[0] * side, BLOCK_SIZE[1] * side)  # side 1: the original draws
+            block = _block(rng, sizes, lo_y=lo_y, taken=taken, domain=side)
         else:  # half the 3D sand blocks stand on the floor: a column collapsing into a pile
             on_floor = material == "sand" and rng.random() < 0.5
             sizes = (BLOCK_SIZE_3D[0] * side, BLOCK_SIZE_3D[1] * side)

@@ -246,6 +246,22 @@ def test_brush_far_outside_training_range_is_caught_by_the_guard():
     solver.close()
 
 
+def test_water_tank2d_is_water2d_in_dam_breaks_tank_at_its_cell():
+    """dam_break's family: water2d's scenes scaled into a 0.6 m square (it holds the 0.584 m scene),
+    simulated at dam_break's cell with its frictionless walls; half of them resting columns."""
+    app = load_scene("dam_break")
+    columns = 0
+    for seed in range(40):
+        scene = parse_scene(random_scene("water_tank2d", np.random.default_rng(seed)), "water_tank2d")
+        assert scene.dim == 2 and scene.size == (0.6, 0.6) and scene.grid == 131
+        assert all((b.lo >= 0).all() and (b.hi <= 0.6 + 1e-9).all() for b in scene.bodies)
+        assert {b.material.name.lower() for b in scene.bodies} == {"water"}
+        columns += len(scene.bodies) == 1 and not np.any(scene.bodies[0].velocity)
+    assert pytest.approx(max(app.size) / app.grid, rel=0.01) == 0.6 / 131
+    assert max(app.size) <= 0.6 and scene.friction == app.friction
+    assert 10 <= columns <= 30
+
+
 # ------------------------------------------------------------------------------------------------ 3D
 
 
