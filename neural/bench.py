@@ -79,6 +79,9 @@ def scene_records(result: dict, prefix: str = "neural") -> list[dict]:
             learned_share=share,
             frames=result["frames"],
             particles=result["particles"],
+            hybrid_ms_rounds=hybrid.get("ms_rounds"),
+            rounds_follow_rollout=hybrid.get("rounds_follow_rollout"),
+            solver_ms_rounds=solver.get("ms_rounds"),
         ),
         record(
             f"{base}.learned_share",
@@ -109,7 +112,15 @@ def scene_records(result: dict, prefix: str = "neural") -> list[dict]:
         ]
     records.append(record(f"{base}.hybrid.mass_rmse", hybrid["mass_rmse"], "", learned_share=share))
     for grid, low in result["lowres"].items():
-        records.append(record(f"{base}.lowres{grid}.mass_rmse", low["mass_rmse"], "", ms=low["ms_per_frame"]))
+        records.append(
+            record(
+                f"{base}.lowres{grid}.mass_rmse",
+                low["mass_rmse"],
+                "",
+                ms=low["ms_per_frame"],
+                ms_rounds=low.get("ms_rounds"),
+            )
+        )
     for key in ("peak_speed", "j_p1", "j_p99", "fraction_max", "fraction_p99"):
         unit = "m/s" if key == "peak_speed" else ""
         records.append(record(f"{base}.hybrid.{key}", hybrid[key], unit, solver=solver[key]))
@@ -133,7 +144,9 @@ def scene_results(dim: int, prefix: str, quick: bool) -> tuple[list[dict], list[
         ):
             continue
         sheet = None if quick else Path("docs") / "eval" / f"{name}_sheet.png"
-        result = evaluate_scene(name, frames=10 if quick else 120, lowres=not quick, sheet=sheet)
+        result = evaluate_scene(
+            name, frames=10 if quick else 120, lowres=not quick, sheet=sheet, timing_rounds=not quick
+        )
         results.append(result)
         records += scene_records(result, prefix)
     return records, results

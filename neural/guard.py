@@ -129,8 +129,10 @@ class Guard:
         if self.mode == "cosine":
             self._velocities.append(solver.particles()["v"].copy())
 
-    def measure_before(self, solver) -> dict:
-        state = solver.particles()
+    def measure_before(self, solver, state: dict | None = None) -> dict:
+        """The frame's start as the checks read it; `state` is the solver's particles() if the caller
+        already copied them (the hybrid's restore point), saving a copy of every particle."""
+        state = solver.particles() if state is None else state
         if self.reference.density is None and len(state["x"]):
             self.reference.density = max(max_density(solver, self.h), 1e-6)
         self.reference.update(solver, state)

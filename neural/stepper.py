@@ -381,7 +381,7 @@ class HybridStepper:
             return report
         start = time.perf_counter()
         snapshot = state_io.snapshot(solver)
-        before = self.guard.measure_before(solver)
+        before = self.guard.measure_before(solver, snapshot.particles)
         scores = None
         try:
             report = self.neural.advance(solver)

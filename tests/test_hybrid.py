@@ -21,8 +21,9 @@ from neural.projection import (
     projects,
     rest_fraction,
     sliding_acceleration,
+    wall_condition,
 )
-from neural.scene_eval import evaluate_scene, guard_quality, koshizuka_oka_error
+from neural.scene_eval import TIMING_ROUNDS, Run, evaluate_scene, guard_quality, koshizuka_oka_error
 from neural.stepper import HybridStepper, NeuralStepper, NumericalStepper, find_weights_dir
 from sim import state as state_io
 from sim.build import build_solver
@@ -429,6 +430,40 @@ def test_evaluate_scene_reports_observables_and_writes_a_sheet(tmp_path):
     assert 0.0 <= result["hybrid"]["learned_share"] <= 1.0
     assert np.isfinite(result["front_error"]) and result["latency_ratio"] > 0
     assert len(result["guard"]["fired"]) == len(result["guard"]["needed"]) == 2
+    # The costs come from the timing rounds, each following the observed rollout's frames.
+    for run in ("solver", "hybrid"):
+        assert len(result[run]["ms_rounds"]) == TIMING_ROUNDS
+        assert result[run]["ms_per_frame"] == pytest.approx(float(np.median(result[run]["ms_rounds"])))
+    assert result["hybrid"]["rounds_follow_rollout"]
+
+
+def test_the_wall_condition_follows_its_mask_when_it_changes():
+    # Its normals are kept while the same mask tensor comes back; another mask, or the same one changed
+    # in place, is read afresh.
+    torch.manual_seed(0)
+    u = torch.randn(1, 2, 12, 10)
+    floor, wall = torch.zeros(12, 10), torch.zeros(12, 10)
+    floor[:, :3], wall[:4, :] = 1.0, 1.0
+
+    def fresh(mask):
+        return wall_condition(u, mask.clone())
+
+    for mask in (floor, wall, floor):
+        assert torch.equal(wall_condition(u, mask), fresh(mask))
+    floor[:, 3] = 1.0  # raised in place
+    assert torch.equal(wall_condition(u, floor), fresh(floor))
+    assert not torch.equal(fresh(floor), wall_condition(u, wall))
+
+
+def test_a_runs_cost_is_its_median_timing_round():
+    observed = {k: [1.0] for k in ("peak_speed", "j_p1", "j_p99", "fraction_max", "fraction_p99")}
+    run = Run(ms=[50.0, 50.0], paths=["neural", "neural"], **observed)
+    both = ["neural", "neural"]
+    run.rounds = [([3.0, 3.0], ["neural", "numerical"]), ([1.0, 1.0], both), ([1.0, 3.0], both)]
+    summary = run.summary()
+    assert summary["ms_per_frame"] == 2.0 and summary["learned_ms_per_frame"] == 2.0  # not the observed 50
+    assert summary["ms_rounds"] == [3.0, 1.0, 2.0]
+    assert not summary["rounds_follow_rollout"]  # the first round took another path
 
 
 def test_material_on_obstacles_counts_the_mass_just_outside_their_surfaces():
