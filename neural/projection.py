@@ -115,12 +115,15 @@ def wall_condition(u: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
     gradient); no velocity at all deep inside, where the mask has no gradient. Particles near a wall
     interpolate these nodes, so a predicted push into the wall would pile them up against it."""
     global _normals_cache
-    cached = _normals_cache
-    if cached is not None and cached[0] is solid and cached[3] == solid._version:
-        normal, surface = cached[1], cached[2]
-    else:
+    if solid.is_inference():  # no version counter to tell an in-place change by
         normal, surface = _solid_normals(solid[None])
-        _normals_cache = (solid, normal, surface, solid._version)
+    else:
+        version, cached = solid._version, _normals_cache
+        if cached is not None and cached[0] is solid and cached[3] == version:
+            normal, surface = cached[1], cached[2]
+        else:
+            normal, surface = _solid_normals(solid[None])
+            _normals_cache = (solid, normal, surface, version)
     walled = _without_push_into(u, normal) * surface
     return torch.where(solid[None, None] > 0.5, walled, u)
 

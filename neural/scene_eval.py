@@ -182,7 +182,7 @@ def _time_rounds(runs: list[tuple[Run, object, object, state_io.Snapshot]], fram
     """TIMING_ROUNDS timing-only repeats of each (run, solver, stepper, start), interleaved round by
     round so that a slow spell of the machine lands on every method alike; nothing is observed between
     frames. A single timed rollout each decided which coarse grid the hybrid was compared with, and one
-    bench read water_ramps' hybrid at 17.0 ms a frame where runs alone read 14.1-14.5."""
+    bench read water_ramps' hybrid at 17.0 ms a frame where runs alone read 13.3-14.5."""
     for _ in range(TIMING_ROUNDS):
         for run, solver, stepper, start in runs:
             state_io.restore(solver, start)
@@ -342,20 +342,23 @@ def evaluate_scene(
     fired, needed = guard_quality(solver, hybrid, start, frames, h, scene.size, cells)
 
     comparators, timed = {}, [(reference, solver, numerical, start), (learned, solver, hybrid, start)]
-    if lowres:
-        for grid in LOWRES_GRIDS[dim]:
-            low = build_solver(load_scene(name, {"grid": grid}))
-            low_start = state_io.snapshot(low)
-            low.step_frame()  # compile
-            state_io.restore(low, low_start)
-            comparators[grid] = _rollout(low, NumericalStepper(), frames, h, metric, scene.size, cells)
-            timed.append((comparators[grid], low, NumericalStepper(), low_start))
-    if timing_rounds:
-        _time_rounds(timed, frames)
-    for _, timed_solver, _, _ in timed[1:]:
-        if timed_solver is not solver:
-            timed_solver.close()
-    solver.close()
+    coarse = []  # their solvers, open until the timing rounds are done
+    try:
+        if lowres:
+            for grid in LOWRES_GRIDS[dim]:
+                low = build_solver(load_scene(name, {"grid": grid}))
+                coarse.append(low)
+                low_start = state_io.snapshot(low)
+                low.step_frame()  # compile
+                state_io.restore(low, low_start)
+                comparators[grid] = _rollout(low, NumericalStepper(), frames, h, metric, scene.size, cells)
+                timed.append((comparators[grid], low, NumericalStepper(), low_start))
+        if timing_rounds:
+            _time_rounds(timed, frames)
+    finally:
+        for low in coarse:
+            low.close()
+        solver.close()
 
     result = {
         "scene": name,
