@@ -195,6 +195,7 @@ class SolidMasks:
     def __init__(self):
         self._key = None
         self.solid = self.walls = self.capacity = None
+        self._placed: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def update(self, grid: ModelGrid, colliders) -> SolidMasks:
         key = (grid, tuple(repr(c.describe()) for c in colliders))
@@ -203,4 +204,13 @@ class SolidMasks:
             self.walls = torch.from_numpy(grid.solid_mask(colliders, walls_on_boundary=True))
             self.capacity = torch.from_numpy(grid.capacity(colliders))
             self._key = key
+            self._placed = {}
         return self
+
+    def walls_and_capacity_on(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The wall mask and capacity on `device`, copied there once per change of the masks (the same
+        tensors every frame also let the projection keep the walls' normals)."""
+        device = torch.device(device)
+        if device not in self._placed:
+            self._placed[device] = (self.walls.to(device), self.capacity.to(device))
+        return self._placed[device]

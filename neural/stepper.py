@@ -135,7 +135,7 @@ class NeuralStepper:
         t2 = time.perf_counter()
         split = {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
         if self.projection:
-            walls, capacity = self._masks.walls.to(device), self._masks.capacity.to(device)
+            walls, capacity = self._masks.walls_and_capacity_on(device)
             fractions = features[:N_MATERIALS]
             if self._rest is None:
                 claimed = self.claimed_fraction(solver, grid).to(device)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neural.catalog import make_stepper
-from neural.grid import N_MATERIALS, PAD, ModelGrid
+from neural.grid import N_MATERIALS, PAD, ModelGrid, SolidMasks
 from neural.guard import Guard, GuardScores, water_j_min
 from neural.projection import (
     FLUID_FRACTION,
@@ -453,6 +453,15 @@ def test_the_wall_condition_follows_its_mask_when_it_changes():
     floor[:, 3] = 1.0  # raised in place
     assert torch.equal(wall_condition(u, floor), fresh(floor))
     assert not torch.equal(fresh(floor), wall_condition(u, wall))
+
+
+def test_the_masks_on_a_device_are_placed_once_per_change():
+    masks = SolidMasks().update(ModelGrid(2, 1 / 16, (1.0, 1.0)), [])
+    walls, capacity = masks.walls_and_capacity_on("cpu")
+    assert masks.walls_and_capacity_on(torch.device("cpu"))[0] is walls  # the normals' cache key holds
+    masks.update(ModelGrid(2, 1 / 16, (1.0, 0.5)), [])
+    moved, _ = masks.walls_and_capacity_on("cpu")
+    assert moved is not walls and moved.shape != walls.shape
 
 
 def test_a_runs_cost_is_its_median_timing_round():
