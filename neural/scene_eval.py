@@ -114,11 +114,10 @@ class Run:
             learned = [t for t, path in zip(ms, paths) if path == "neural"]
             if learned:
                 out["learned_ms_per_frame"] = float(np.mean(learned))
+            if self.rounds:  # each takes the observed rollout's paths unless the stepper is not deterministic
+                out["rounds_follow_rollout"] = all(p == self.paths for _, p in self.rounds)
         if self.rounds:
             out["ms_rounds"] = [float(np.mean(t)) for t, _ in self.rounds]
-            # A timing round takes the observed rollout's paths unless the stepper is not deterministic.
-            follow = all(p == self.paths for _, p in self.rounds)
-            out["rounds_follow_rollout"] = follow if self.paths else True
         return out
 
 
