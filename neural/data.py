@@ -96,7 +96,7 @@ def _family_solver(family: str, grid: int | None = None, for_controller: bool = 
     config = solver_config(scene, CAPACITY)
     # One sound speed and dt for the whole family: the fastest flow any of its scenes can reach.
     config.max_speed = family_max_speed(family)
-    solver = MPMSolver(config)
+    solver = MPMSolver.acquire(config)
     from sim.materials import Material, resolve
 
     solver.add_material(resolve(Material.WATER, {}, config.water_sound_speed))

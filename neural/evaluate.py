@@ -125,7 +125,7 @@ def _lowres_solver(family: str, grid: int, ppc: int):
     raw["scene"].update(grid=grid, particles_per_cell=ppc)
     config = solver_config(parse_scene(raw, "<lowres>"), 60_000)
     config.max_speed = family_max_speed(family)
-    return MPMSolver(config)
+    return MPMSolver.acquire(config)
 
 
 def guard_quality(solver, learned: NeuralStepper, guard: Guard, reference_snapshots, masses, size) -> dict:

@@ -74,7 +74,7 @@ def build_solver(scene: Scene, capacity: int | None = None) -> MPMSolver:
             f"{scene.source}: body: the bodies need {total} particles, more than the capacity of "
             f"{min(capacity, MAX_PARTICLES)}"
         )
-    solver = MPMSolver(solver_config(scene, capacity))
+    solver = MPMSolver.acquire(solver_config(scene, capacity))
     solver.budget_warning = warning
     try:
         water_c = scene.sound_speed or solver.config.water_sound_speed

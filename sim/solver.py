@@ -39,6 +39,11 @@ def _open_share(s):
 MAX_SLOTS = 32
 MAX_COLLIDERS = 64
 MAX_BRUSHES = 8
+# Closed solvers kept for the next solver of the same configuration (MPMSolver.acquire). Taichi compiles a
+# data-oriented class's kernels per instance (about 4 s for a 2D solver's on this machine) and its offline
+# cache keys them by field ids, so a new instance misses the cache whenever solvers were made in another
+# order: switching back to a scene, or the test suite's hundreds of solvers of a few dozen configurations.
+IDLE_SOLVERS = 8
 _COL = {name: i for i, name in enumerate(PARAM_COLUMNS)}
 
 
@@ -143,9 +148,24 @@ class StepStats:
 
 @ti.data_oriented
 class MPMSolver:
+    _idle: list["MPMSolver"] = []  # closed solvers kept for acquire, oldest first
+
+    @classmethod
+    def acquire(cls, config: SolverConfig) -> "MPMSolver":
+        """A solver for `config`, empty as a new one: a closed solver of the same configuration when one is
+        kept (its kernels already compiled for its fields; see IDLE_SOLVERS), else a new one."""
+        key = repr(config)
+        for i, solver in enumerate(cls._idle):
+            if solver._config_key == key:
+                del cls._idle[i]
+                solver.config = config  # equal to the one it was built for; the caller's own object
+                solver._start_empty()
+                return solver
+        return cls(config)
+
     def __init__(self, config: SolverConfig):
         self.config = config
-        self.budget_warning: str | None = None  # set by build_solver for a scene that will run slowly
+        self._config_key = repr(config)  # what acquire matches; the fields and kernels are built for it
         self.dim = dim = config.dim
         self.capacity = config.capacity
         self.dx = config.dx
@@ -153,13 +173,6 @@ class MPMSolver:
         self.p_vol = config.particle_volume
         self.grid_shape = tuple(c + 2 * PAD + 1 for c in config.cells)
         self.serial_p2g = is_cpu() if config.serial_p2g is None else config.serial_p2g
-        self.frame = 0
-        self.time = 0.0
-        self.slots: list[MaterialParams] = []
-        self.colliders: list[Collider] = []
-        self.emitters: list[Emitter] = []
-        self.force_window = (0.0, 0.0)
-        self._fixed_dt = config.dt
 
         fb = ti.FieldsBuilder()
         vec, mat = ti.types.vector(dim, ti.f32), ti.types.matrix(dim, dim, ti.f32)
@@ -224,16 +237,55 @@ class MPMSolver:
         fb.dense(ti.i, 2).place(self._force_t)
         self._tree = fb.finalize()
 
-        self.gravity[None] = config.gravity
         self._wall_hi = [c * self.dx for c in config.cells]
         # The clamp band's top in float32, rounded down so that no clamped particle exceeds `size`.
         self._size = [
             float(np.nextafter(np.float32(v), np.float32(0))) if float(np.float32(v)) > v else v
             for v in config.size
         ]
+        self._built_keys = None
+        self._start_empty()
+        self._built_keys = set(self.__dict__)
+
+    def _start_empty(self) -> None:
+        """The state of a new solver: no particles, materials, obstacles, emitters, brushes or force
+        field, time 0. What other code attached to the object since it was built is dropped."""
+        if self._built_keys is not None:
+            for name in set(self.__dict__) - self._built_keys:
+                delattr(self, name)
+        self.closed = False
+        self.budget_warning: str | None = None  # set by build_solver for a scene that will run slowly
+        self.frame = 0
+        self.time = 0.0
+        self.slots: list[MaterialParams] = []
+        self.colliders: list[Collider] = []
+        self.emitters: list[Emitter] = []
+        self.force_window = (0.0, 0.0)
+        self._fixed_dt = self.config.dt
+        self.n_particles[None] = 0
+        self.counters.fill(0)
+        self._upload_materials()
+        self.n_colliders[None] = 0
+        self.n_brushes[None] = 0
+        self.force_active[None] = 0
+        self.gravity[None] = self.config.gravity
 
     def close(self) -> None:
-        """Free the solver's Taichi memory; the object must not be used afterwards."""
+        """Hand the solver back; the object must not be used afterwards. Its Taichi memory and compiled
+        kernels are kept for the next `acquire` of the same configuration, up to IDLE_SOLVERS solvers
+        (the oldest is freed)."""
+        if self.closed or self._tree is None:
+            return
+        self.closed = True
+        MPMSolver._idle.append(self)
+        while len(MPMSolver._idle) > IDLE_SOLVERS:
+            MPMSolver._idle.pop(0)._free()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this solver was closed (kept for reuse); it must not be stepped")
+
+    def _free(self) -> None:
         if self._tree is not None:
             self._tree.destroy()
             self._tree = None
@@ -518,6 +570,7 @@ class MPMSolver:
     def begin_frame(self) -> tuple[float, int]:
         """Start a frame: its dt and substep count. A caller that spreads a frame over several calls
         (the window's sliced solver frames) runs `substep(dt)` that many times, then `finish_frame`."""
+        self._check_open()
         self.counters.fill(0)
         return self.dt, self.substeps
 
@@ -567,6 +620,7 @@ class MPMSolver:
         same coarse divergence compressed it to det F 0.53 in 10 learned frames on water_sand, and the
         solver's first frame answered with an 11.5 m/s burst where the scene's bound is 2.8. Other solids
         (jelly, snow) have no learned stepper and advance as in g2p."""
+        self._check_open()
         velocities = np.ascontiguousarray(velocities, dtype=np.float32)
         if velocities.ndim != self.dim + 2 or velocities.shape[-1] != self.dim:
             raise ValueError(f"velocities must be (M, *grid, {self.dim}), got {velocities.shape}")

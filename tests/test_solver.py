@@ -144,6 +144,33 @@ def test_save_load_continue_matches_uninterrupted_run(tmp_path):
     resumed.close()
 
 
+def test_a_closed_solver_comes_back_as_new_for_the_same_configuration():
+    """build_solver reuses a closed solver of the same configuration (its kernels compiled): whatever
+    its last user left in it, it starts as a new one and runs the same frames."""
+    scene = load_scene("water_ramps", {"grid": 32})
+    first = build_solver(scene)
+    expected = trajectory(first, 5)
+    first.set_brushes([Brush((0.5, 0.3), 0.2, 50.0)])
+    first.set_force_field(np.ones((first.config.force_keys, *first.force_cells, 2)), 0.0, 10.0)
+    first.add_collider(box((0.1, 0.1), (0.2, 0.2)))
+    first.gravity[None] = (0.0, 3.0)
+    first.attached_by_someone = 1
+    trajectory(first, 2)
+    first.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        first.step_frame()
+    again = build_solver(scene)
+    assert again is first, "the closed solver was not reused"
+    assert again.frame == 0 and again.force_field() is None and not hasattr(again, "attached_by_someone")
+    assert len(again.colliders) == len(scene.obstacles)
+    for a, b in zip(expected, trajectory(again, 5)):
+        np.testing.assert_array_equal(a, b)
+    other = build_solver(load_scene("water_ramps", {"grid": 40}))
+    assert other is not again  # another configuration gets a solver of its own
+    other.close()
+    again.close()
+
+
 def test_snapshot_restore_in_memory(small_water):
     snap = state_io.snapshot(small_water)
     first = trajectory(small_water, 3)
