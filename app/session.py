@@ -104,6 +104,7 @@ class Session:
             overrides = {**(overrides or {}), "seed": seed}
         self.scene = scene if isinstance(scene, Scene) else load_scene(scene, overrides)
         self.solver = build_solver(self.scene)
+        self._closed = False
         self._initial = state_io.snapshot(self.solver)
         self.ledger = ParticleLedger(self.solver.n)
         self.model = model  # --model override; None lets the stepper choose weights that fit the scene
@@ -553,6 +554,10 @@ class Session:
         self.ledger = ParticleLedger(self.solver.n)
 
     def close(self) -> None:
+        """Hand the solver back (idempotent: once handed back it may already be another session's)."""
+        if self._closed:
+            return
+        self._closed = True
         self.clear_sketch()
         self.solver.close()
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from sim.materials import resolve
 from sim.scene import Scene, SceneError
-from sim.solver import PAD, SolverConfig, stable_dt
+from sim.solver import PAD, SolverConfig, particle_bytes, stable_dt
 
 MAX_SPEED = 100.0  # m/s: an initial or poured speed beyond this has no physical sense in this app
 MEMORY_SHARE = 0.5  # of the machine's physical memory that one scene may take
@@ -66,7 +66,7 @@ def body_particles(scene: Scene, config: SolverConfig) -> int:
 def estimate(scene: Scene, config: SolverConfig, capacity: int) -> Estimate:
     dim = scene.dim
     particles = body_particles(scene, config)
-    per_particle = 4 * (2 * dim + 2 * dim * dim + 2)  # x, v, C, F, J, slot in float32/int32
+    per_particle = particle_bytes(dim)
     nodes = math.prod(c + 2 * PAD + 1 for c in config.cells)
     memory = (
         2 * capacity * per_particle  # the fields and their host copies

@@ -44,6 +44,19 @@ MAX_BRUSHES = 8
 # cache keys them by field ids, so a new instance misses the cache whenever solvers were made in another
 # order: switching back to a scene, or the test suite's hundreds of solvers of a few dozen configurations.
 IDLE_SOLVERS = 8
+IDLE_BYTES = 512 * 2**20  # what the kept solvers' fields may hold in all (a scene's budget: sim.budget)
+
+
+def particle_bytes(dim: int) -> int:
+    """One particle's fields: x, v, C, F, J and slot in float32/int32."""
+    return 4 * (2 * dim + 2 * dim * dim + 2)
+
+
+def field_bytes(dim: int, capacity: int, cells: tuple[int, ...]) -> int:
+    """A solver's particle and grid fields (velocity, mass, volume fraction per node)."""
+    return capacity * particle_bytes(dim) + math.prod(c + 2 * PAD + 1 for c in cells) * 4 * (dim + 2)
+
+
 _COL = {name: i for i, name in enumerate(PARAM_COLUMNS)}
 
 
@@ -152,16 +165,30 @@ class MPMSolver:
 
     @classmethod
     def acquire(cls, config: SolverConfig) -> "MPMSolver":
-        """A solver for `config`, empty as a new one: a closed solver of the same configuration when one is
-        kept (its kernels already compiled for its fields; see IDLE_SOLVERS), else a new one."""
+        """A solver for `config`, empty as a new one: the last closed solver of the same configuration when
+        one is kept (its kernels already compiled for its fields; see IDLE_SOLVERS), else a new one. Only
+        solvers made here are kept when closed."""
         key = repr(config)
-        for i, solver in enumerate(cls._idle):
+        for i in reversed(range(len(cls._idle))):
+            solver = cls._idle[i]
             if solver._config_key == key:
                 del cls._idle[i]
                 solver.config = config  # equal to the one it was built for; the caller's own object
-                solver._start_empty()
+                try:
+                    solver._start_empty(reused=True)
+                except BaseException:
+                    solver._free()
+                    raise
                 return solver
-        return cls(config)
+        solver = cls(config)
+        solver._reusable = True
+        return solver
+
+    @classmethod
+    def release_idle(cls) -> None:
+        """Free every kept solver's Taichi memory."""
+        while cls._idle:
+            cls._idle.pop()._free()
 
     def __init__(self, config: SolverConfig):
         self.config = config
@@ -243,13 +270,15 @@ class MPMSolver:
             float(np.nextafter(np.float32(v), np.float32(0))) if float(np.float32(v)) > v else v
             for v in config.size
         ]
+        self._reusable = False  # kept for reuse when closed: set by acquire
         self._built_keys = None
         self._start_empty()
         self._built_keys = set(self.__dict__)
 
-    def _start_empty(self) -> None:
+    def _start_empty(self, reused: bool = False) -> None:
         """The state of a new solver: no particles, materials, obstacles, emitters, brushes or force
-        field, time 0. What other code attached to the object since it was built is dropped."""
+        field, time 0, an empty grid. What other code attached to the object since it was built is
+        dropped (its built attributes, which the compiled kernels read, are never reassigned)."""
         if self._built_keys is not None:
             for name in set(self.__dict__) - self._built_keys:
                 delattr(self, name)
@@ -269,21 +298,34 @@ class MPMSolver:
         self.n_brushes[None] = 0
         self.force_active[None] = 0
         self.gravity[None] = self.config.gravity
+        if reused:  # a new solver's fields start at zero; grid() shows no previous user's last substep
+            for values in (self.grid_v, self.grid_m, self.grid_fraction):
+                values.fill(0)
+
+    @property
+    def field_bytes(self) -> int:
+        """The Taichi memory of its particle and grid fields."""
+        return field_bytes(self.dim, self.capacity, self.config.cells)
 
     def close(self) -> None:
-        """Hand the solver back; the object must not be used afterwards. Its Taichi memory and compiled
-        kernels are kept for the next `acquire` of the same configuration, up to IDLE_SOLVERS solvers
-        (the oldest is freed)."""
+        """Hand the solver back; the object must not be used afterwards (its state-changing methods
+        raise until `acquire` hands it out again). A solver from `acquire` keeps its Taichi memory and
+        compiled kernels for the next one of the same configuration, up to IDLE_SOLVERS solvers and
+        IDLE_BYTES of fields (the oldest freed first); any other is freed."""
         if self.closed or self._tree is None:
             return
         self.closed = True
-        MPMSolver._idle.append(self)
-        while len(MPMSolver._idle) > IDLE_SOLVERS:
-            MPMSolver._idle.pop(0)._free()
+        if not self._reusable or self.field_bytes > IDLE_BYTES:
+            self._free()
+            return
+        idle = MPMSolver._idle
+        idle.append(self)
+        while len(idle) > IDLE_SOLVERS or sum(s.field_bytes for s in idle) > IDLE_BYTES:
+            idle.pop(0)._free()
 
     def _check_open(self) -> None:
         if self.closed:
-            raise RuntimeError("this solver was closed (kept for reuse); it must not be stepped")
+            raise RuntimeError("this solver was closed; it must not be used")
 
     def _free(self) -> None:
         if self._tree is not None:
@@ -293,6 +335,7 @@ class MPMSolver:
     # ----------------------------------------------------------------------------------------- setup
     def add_material(self, params: MaterialParams) -> int:
         """Register a parameter set and return its slot (identical sets share one)."""
+        self._check_open()
         if params in self.slots:
             return self.slots.index(params)
         if len(self.slots) >= MAX_SLOTS:
@@ -314,6 +357,7 @@ class MPMSolver:
         self.material_table.from_numpy(table)
 
     def add_collider(self, collider: Collider) -> int:
+        self._check_open()
         if len(self.colliders) >= MAX_COLLIDERS:
             raise CapacityError(f"at most {MAX_COLLIDERS} obstacles")
         if collider.dim != self.dim:
@@ -323,6 +367,7 @@ class MPMSolver:
         return len(self.colliders) - 1
 
     def replace_colliders(self, colliders: list[Collider]) -> None:
+        self._check_open()
         if len(colliders) > MAX_COLLIDERS:
             raise CapacityError(f"at most {MAX_COLLIDERS} obstacles")
         self.colliders[:] = colliders
@@ -350,6 +395,7 @@ class MPMSolver:
 
     def add_particles(self, x: np.ndarray, v: np.ndarray | None, slot: int) -> int:
         """Append particles at rest state (F = I, J = 1, C = 0). Returns how many were added."""
+        self._check_open()
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, self.dim)
         count = len(x)
         if count == 0:
@@ -385,6 +431,7 @@ class MPMSolver:
     # ------------------------------------------------------------------------------ external forces
     def set_brushes(self, brushes: list["Brush"]) -> None:
         """Point brushes active from now until changed. Strength is an acceleration in m/s^2."""
+        self._check_open()
         if len(brushes) > MAX_BRUSHES:
             raise CapacityError(f"at most {MAX_BRUSHES} brushes at once")
         for i, b in enumerate(brushes):
@@ -403,6 +450,7 @@ class MPMSolver:
         """Install a ForceField: accelerations of shape (keys, *force_cells, dim) in m/s^2, applied for
         sim time in [t_start, t_end]. Magnitudes above `max_force` are scaled down; returns the largest
         magnitude before capping."""
+        self._check_open()
         values = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         expected = (self.config.force_keys, *self.force_cells, self.dim)
         if values.shape != expected:
@@ -452,6 +500,7 @@ class MPMSolver:
 
     def set_particles(self, state: dict[str, np.ndarray]) -> None:
         """Replace all particles with `state` (as returned by particles())."""
+        self._check_open()
         n = len(state["x"])
         if n > self.capacity:
             raise CapacityError(f"{n} particles exceed the solver's capacity of {self.capacity}")
@@ -546,6 +595,7 @@ class MPMSolver:
         return self.config.cfl * self.dx / self.dt
 
     def substep(self, dt: float) -> None:
+        self._check_open()
         # One launch runs the three stages as separate parallel loops (separate backend kernels): on the
         # CPU, Python's per-launch overhead (~0.1 ms) otherwise dominates small scenes.
         self._substep(dt, self.time, self.velocity_limit)
@@ -791,6 +841,7 @@ class MPMSolver:
                 out[k, d] = accel[d]
 
     def add_emitter(self, emitter: Emitter) -> int:
+        self._check_open()
         if not 0 <= emitter.slot < len(self.slots):
             raise ValueError(f"unknown material slot {emitter.slot}")
         self.emitters.append(emitter)

@@ -7,7 +7,7 @@ from sim import state as state_io
 from sim.build import build_solver
 from sim.colliders import box
 from sim.scene import load_scene, parse_scene
-from sim.solver import Brush, CapacityError, NonFiniteError
+from sim.solver import Brush, CapacityError, MPMSolver, NonFiniteError
 
 
 @pytest.fixture
@@ -147,6 +147,7 @@ def test_save_load_continue_matches_uninterrupted_run(tmp_path):
 def test_a_closed_solver_comes_back_as_new_for_the_same_configuration():
     """build_solver reuses a closed solver of the same configuration (its kernels compiled): whatever
     its last user left in it, it starts as a new one and runs the same frames."""
+    MPMSolver.release_idle()  # what earlier tests handed back
     scene = load_scene("water_ramps", {"grid": 32})
     first = build_solver(scene)
     expected = trajectory(first, 5)
@@ -169,6 +170,12 @@ def test_a_closed_solver_comes_back_as_new_for_the_same_configuration():
     assert other is not again  # another configuration gets a solver of its own
     other.close()
     again.close()
+    made_directly = MPMSolver(again.config)  # not from acquire: freed when closed, never handed out
+    made_directly.close()
+    assert made_directly._tree is None and build_solver(scene) is again
+    again.close()
+    MPMSolver.release_idle()
+    assert again._tree is None
 
 
 def test_snapshot_restore_in_memory(small_water):

@@ -454,5 +454,5 @@ class MainWindow(QMainWindow):
         self._hud_timer.stop()
         self.stop_recording()
         self.viewport.release_gl()
-        self.session.close()  # frees the solver's Taichi memory (idempotent)
+        self.session.close()  # hands the solver back for reuse (idempotent)
         super().closeEvent(event)
