@@ -84,6 +84,7 @@ def _solver_like(
         frame_dt=dt,
         gravity=(0.0, -gravity),
         wall_boundary=Boundary.SEPARATE,
+        serial_p2g=serial_p2g,
     )
     return MPMSolver(cfg)
 
