@@ -116,7 +116,11 @@ class Session:
         self.stepper = NumericalStepper()
         self.mode_message = "numerical"
         if mode != "numerical":
-            self.set_mode(mode)
+            try:
+                self.set_mode(mode)
+            except BaseException:  # no Session to close it: hand the solver back here
+                self.solver.close()
+                raise
         self.script: list[Action] = []
         self._brushes: list[_TimedBrush] = []
         self._pours: dict[str, tuple[Emitter, int | None]] = {}

@@ -178,6 +178,17 @@ def test_a_closed_solver_comes_back_as_new_for_the_same_configuration():
     assert again._tree is None
 
 
+def test_a_session_that_fails_to_start_hands_its_solver_back():
+    from app.session import Session
+
+    MPMSolver.release_idle()
+    with pytest.raises(ValueError, match="unknown mode"):
+        Session("dam_break", overrides={"grid": 32}, mode="bogus")
+    (kept,) = MPMSolver._idle  # the failed session's solver, handed back rather than left allocated
+    assert kept.closed and kept.config.grid == 32
+    MPMSolver.release_idle()
+
+
 def test_snapshot_restore_in_memory(small_water):
     snap = state_io.snapshot(small_water)
     first = trajectory(small_water, 3)
