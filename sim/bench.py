@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -58,17 +59,26 @@ def write_json(records: list[dict], path: Path) -> None:
 
 def substeps_per_second(step, count: int, repeats: int = 3) -> float:
     """Best of `repeats` timings of `count` calls: on a noisy machine the best run is the least disturbed."""
-    for _ in range(max(3, count // 20)):
-        step()
-    ti.sync()
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(count):
+    return interleaved_rates({"step": step}, count, repeats)["step"]
+
+
+def interleaved_rates(steps: dict, count: int, rounds: int = 3) -> dict[str, float]:
+    """Calls per second of each step: the best of `rounds` timings of `count` calls, the steps taking turns
+    round by round, so that a slow spell of the machine falls on all of them rather than on one (timed one
+    after the other, Taichi's mpm128 example read 1.23x ours in one bench run and 0.78x in a probe)."""
+    for step in steps.values():
+        for _ in range(max(3, count // 20)):
             step()
-        ti.sync()
-        best = min(best, time.perf_counter() - start)
-    return count / best
+    ti.sync()
+    best = dict.fromkeys(steps, math.inf)
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(count):
+                step()
+            ti.sync()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: count / seconds for name, seconds in best.items()}
 
 
 def _solver_like(
@@ -92,16 +102,18 @@ def _solver_like(
 def bench_vs_mpm88(count: int) -> list[dict]:
     ref = load_example("mpm88")
     ref.init()
-    theirs = substeps_per_second(ref.substep, count)
-    rates = {}
+    solvers = {}
     for serial in (True, False):  # serial is what we run on the CPU; parallel shows why
         solver = _solver_like(ref.n_grid, ref.dt, ref.gravity, ref.n_particles, serial_p2g=serial)
         # Same stiffness per density as the example (E = 400 with rho = 1).
         slot = solver.add_material(resolve(Material.WATER, {"density": 1.0}, math.sqrt(ref.E)))
         solver.add_particles(ref.x.to_numpy(), np.tile([0.0, -1.0], (ref.n_particles, 1)), slot)
-        rates[serial] = substeps_per_second(lambda s=solver: s.substep(ref.dt), count)
+        solvers[serial] = solver
+    steps = {"theirs": ref.substep} | {serial: partial(s.substep, ref.dt) for serial, s in solvers.items()}
+    rates = interleaved_rates(steps, count)
+    for solver in solvers.values():
         solver.close()
-    ours = rates[is_cpu()]  # the solver's default: serial p2g on the CPU
+    theirs, ours = rates["theirs"], rates[is_cpu()]  # the solver's default: serial p2g on the CPU
     return [
         record("sim.taichi_mpm88.substeps_per_s", theirs, "1/s", particles=ref.n_particles),
         record("sim.ours_at_mpm88.substeps_per_s", ours, "1/s", particles=ref.n_particles),
@@ -119,7 +131,6 @@ def bench_vs_mpm128(count: int) -> list[dict]:
     ref = load_example("mpm128")
     ref.reset()
     ref.gravity[None] = [0, -1]
-    theirs = substeps_per_second(ref.substep, count)
     ours_solver = _solver_like(ref.n_grid, ref.dt, 30.0, ref.n_particles)
     elastic = {"density": 1.0, "youngs_modulus": ref.E, "poisson_ratio": ref.nu}
     slots = [
@@ -130,8 +141,9 @@ def bench_vs_mpm128(count: int) -> list[dict]:
     x, material = ref.x.to_numpy(), ref.material.to_numpy()
     for kind, slot in enumerate(slots):
         ours_solver.add_particles(x[material == kind], None, slot)
-    ours = substeps_per_second(lambda: ours_solver.substep(ref.dt), count)
+    rates = interleaved_rates({"theirs": ref.substep, "ours": partial(ours_solver.substep, ref.dt)}, count)
     ours_solver.close()
+    theirs, ours = rates["theirs"], rates["ours"]
     return [
         record("sim.taichi_mpm128.substeps_per_s", theirs, "1/s", particles=ref.n_particles),
         record("sim.ours_at_mpm128.substeps_per_s", ours, "1/s", particles=ref.n_particles),
