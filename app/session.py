@@ -109,6 +109,7 @@ class Session:
         self.ledger = ParticleLedger(self.solver.n)
         self.model = model  # --model override; None lets the stepper choose weights that fit the scene
         self._refitted = False  # weights re-chosen for an obstacle added at run time (_refit_for_obstacles)
+        self._refit_due = False  # an obstacle came mid-frame: re-choose the weights at the frame's end
         # The stepper with those weights, built and compiled by warm_up, kept for the first obstacle.
         self._obstacle_fit: tuple[HybridStepper | NeuralStepper, str] | None = None
         self._warming = False
@@ -161,6 +162,9 @@ class Session:
         slice_ms). A blown-up frame is undone to its start and reported."""
         refused = []
         if not self.mid_frame:
+            if self._refit_due:
+                self._refit_due = False
+                self._refit_for_obstacles()
             for action in [a for a in self.script if a.frame == self.frame]:
                 try:
                     self.apply(action)
@@ -273,6 +277,7 @@ class Session:
         corrupt or do not fit leave the session numerical, and the returned message says why."""
         stepper, message = make_stepper(mode, self.scene, self.model)
         self.settle()
+        self._refit_due = False
         self.stepper = stepper
         self.mode = stepper.name
         self.mode_message = message
@@ -411,6 +416,11 @@ class Session:
         spec = self.trained_on
         if spec is None or spec.obstacles or self.model is not None:
             return
+        if self.mid_frame:
+            # Switch where the sliced solver frame ends (tick): finishing its slices here froze the window
+            # for the rest of that frame (bench gui: 117-251 ms on the frame of the scripted box).
+            self._refit_due = True
+            return
         fit, self._obstacle_fit = self._obstacle_fit, None
         if fit is None or fit[0].name != self.mode:
             scene = replace(self.scene, obstacles=list(self.solver.colliders))  # the scene's own among them
@@ -498,6 +508,7 @@ class Session:
         self._pours.clear()
         state_io.restore(self.solver, self._initial)
         self.stepper.reset()
+        self._refit_due = False  # its obstacle is gone
         self.ledger = ParticleLedger(self.solver.n)
         if self._refitted:
             self.set_mode(self.mode)  # the obstacles are gone: the scene's own weights again

@@ -570,6 +570,31 @@ def test_a_sliced_solver_frame_is_the_whole_frame_in_parts(dam_break):
 
 
 @needs_water2d
+def test_an_obstacle_added_mid_frame_switches_the_weights_where_the_frame_ends():
+    """In the window a hybrid solver frame runs in slices; an obstacle drawn during one is in the solver at
+    once, while the weights trained with obstacles take over where that frame ends (finishing its slices
+    inside the click froze the window for 0.1-0.25 s)."""
+    from app.session import Session
+
+    session = Session("dam_break", mode="hybrid")
+    weights = session.stepper.weights
+    session.slice_ms = 1e-3
+    session.stepper.audit.tick = lambda solver: False  # noqa: ARG005 (no audit: one plain solver frame)
+    session.stepper._numerical_left = 1  # the next frame runs on the solver, in slices
+    assert session.tick().partial and session.mid_frame
+    frame = session.frame
+    session.add_obstacle({"shape": "box", "min": [0.3, 0.0], "max": [0.36, 0.05]})
+    assert len(session.solver.colliders) == 1 and session.mid_frame and session.frame == frame
+    assert session.stepper.weights == weights  # not yet: the solver frame is still running
+    while session.tick().partial:
+        pass
+    assert session.frame == frame + 1 and session.stepper.weights == weights
+    report = session.tick()  # the next frame starts with the weights for obstacles
+    assert session.stepper.weights != weights and report.weights == session.stepper.weights
+    session.close()
+
+
+@needs_water2d
 def test_warm_up_leaves_no_trace():
     """Session.warm_up (the window runs it on open, so the first push, pour or obstacle does not stall)
     runs every hybrid path with a brush, a pour and an obstacle, then puts everything back: the frames that
