@@ -164,7 +164,8 @@ class Session:
         if not self.mid_frame:
             if self._refit_due:
                 self._refit_due = False
-                self._refit_for_obstacles()
+                if self.solver.colliders:  # unless the obstacle went before its frame ended
+                    self._refit_for_obstacles()
             for action in [a for a in self.script if a.frame == self.frame]:
                 try:
                     self.apply(action)
@@ -223,9 +224,10 @@ class Session:
         (_refit_for_obstacles), which are kept for the user's first obstacle (loading and checking them
         again then took 0.1-0.3 s inside a frame). Everything else is put back as it was, the stepper
         reset."""
+        self.settle()  # its obstacle must refit now, not at a frame's end
         start = state_io.snapshot(self.solver)
         pours = dict(self._pours)
-        stepper = (self.stepper, self.mode, self.mode_message, self._refitted)
+        stepper = (self.stepper, self.mode, self.mode_message, self._refitted, self._refit_due)
         size = np.asarray(self.scene.size, float)
         trained_on = self.trained_on
         material = trained_on.materials[0] if trained_on is not None else "water"
@@ -247,7 +249,7 @@ class Session:
             self._pours = pours
             self.solver.set_brushes([])
             state_io.restore(self.solver, start)
-            self.stepper, self.mode, self.mode_message, self._refitted = stepper
+            self.stepper, self.mode, self.mode_message, self._refitted, self._refit_due = stepper
             self.stepper.reset()
 
     def settle(self) -> None:
@@ -373,6 +375,8 @@ class Session:
         if trained_on is not None and material not in trained_on.materials:
             # Weights never saw this material: their frames would be garbage, so the solver takes over.
             self.mode_message = f"numerical: the {trained_on.family} weights were not trained on {material}"
+            self.settle()  # the old stepper's sliced solver frame ends first (dropped, it overran frame_dt)
+            self._refit_due = False
             self.stepper, self.mode = NumericalStepper(), "numerical"
         center = np.clip(np.asarray(center, float), radius, np.asarray(self.scene.size) - radius)
         emitter = Emitter(

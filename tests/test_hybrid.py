@@ -591,6 +591,16 @@ def test_an_obstacle_added_mid_frame_switches_the_weights_where_the_frame_ends()
     assert session.frame == frame + 1 and session.stepper.weights == weights
     report = session.tick()  # the next frame starts with the weights for obstacles
     assert session.stepper.weights != weights and report.weights == session.stepper.weights
+    session.reset()  # the box is gone: the scene's own weights; and a box removed before its frame ends
+    session.stepper.audit.tick = lambda solver: False  # noqa: ARG005
+    session.stepper._numerical_left = 1
+    assert session.stepper.weights == weights and session.tick().partial
+    session.add_obstacle({"shape": "box", "min": [0.3, 0.0], "max": [0.36, 0.05]})
+    session.remove_obstacle(0)
+    while session.tick().partial:
+        pass
+    session.tick()
+    assert session.stepper.weights == weights and not session._refitted
     session.close()
 
 
