@@ -52,11 +52,6 @@ def particle_bytes(dim: int) -> int:
     return 4 * (2 * dim + 2 * dim * dim + 2)
 
 
-def field_bytes(dim: int, capacity: int, cells: tuple[int, ...]) -> int:
-    """A solver's particle and grid fields (velocity, mass, volume fraction per node)."""
-    return capacity * particle_bytes(dim) + math.prod(c + 2 * PAD + 1 for c in cells) * 4 * (dim + 2)
-
-
 _COL = {name: i for i, name in enumerate(PARAM_COLUMNS)}
 
 
@@ -304,8 +299,8 @@ class MPMSolver:
 
     @property
     def field_bytes(self) -> int:
-        """The Taichi memory of its particle and grid fields."""
-        return field_bytes(self.dim, self.capacity, self.config.cells)
+        """The Taichi memory of its particle fields and grid fields (velocity, mass, volume fraction)."""
+        return self.capacity * particle_bytes(self.dim) + math.prod(self.grid_shape) * 4 * (self.dim + 2)
 
     def close(self) -> None:
         """Hand the solver back; the object must not be used afterwards (its state-changing methods
@@ -595,7 +590,6 @@ class MPMSolver:
         return self.config.cfl * self.dx / self.dt
 
     def substep(self, dt: float) -> None:
-        self._check_open()
         # One launch runs the three stages as separate parallel loops (separate backend kernels): on the
         # CPU, Python's per-launch overhead (~0.1 ms) otherwise dominates small scenes.
         self._substep(dt, self.time, self.velocity_limit)
