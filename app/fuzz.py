@@ -476,9 +476,14 @@ def _worker(conn, folder: str, arch: str, log: str) -> None:
     with open(log, "a", buffering=1) as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        import torch
+
         from sim.arch import init_taichi
 
         init_taichi(arch)
+        # Two workers each running torch on every core spin against each other's OpenMP teams (a learned
+        # frame's network call 370 ms instead of 5: neural.device); one thread each cannot.
+        torch.set_num_threads(1)
         while True:
             message = conn.recv()
             if message is None:

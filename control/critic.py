@@ -10,6 +10,7 @@ K candidates costs K network evaluations per frame, not K solver frames.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
@@ -21,7 +22,7 @@ from control.condition import centroid
 from control.forcefield import cap
 from control.score import Scorer, implied_target
 from control.sketch import Sketch
-from neural.device import network_autocast
+from neural.device import network_autocast, network_timing
 from neural.grid import (
     N_MATERIALS,
     ModelGrid,
@@ -129,10 +130,12 @@ class Critic:
             )
             previous = torch.stack([velocity_of(one) for one in features])
             device = next(self.model.parameters()).device
+            began = time.perf_counter()
             with network_autocast(self.spec.autocast, device):
                 velocities = (
                     self.model(features.to(device), gravity=state.gravity).float().cpu()
                 )  # (K, M, dim, *)
+            network_timing((id(self.model), tuple(features.shape)), (time.perf_counter() - began) * 1e3)
             steps = velocities.shape[1]
             if state.walls is not None:
                 fractions = features[:, :N_MATERIALS].repeat_interleave(steps, 0)

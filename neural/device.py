@@ -9,6 +9,10 @@ trip per frame that a later change can remove), and autocast runs in float16.
 from __future__ import annotations
 
 import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Hashable
 
 import torch
 
@@ -69,3 +73,124 @@ def place(model: torch.nn.Module) -> torch.nn.Module:
         if rank in (4, 5):
             model = model.to(memory_format=torch.channels_last if rank == 4 else torch.channels_last_3d)
     return model
+
+
+# --------------------------------------------------------------------- torch's CPU threads in the window
+# Two processes that each run torch on all the cores (the window beside a `record`, a bench or a training)
+# make each other's convolutions wait: an OpenMP team spins until its last thread gets a core, and the
+# other process's spinning threads hold them. On this 2-core machine the 2D U-Net's forward took 370 ms
+# instead of 4-5 ms in each of two such processes (probe, 2026-12-07, water_sand's learned frame 19 ms ->
+# 390 ms); with one of them on a single thread both ran at their usual speed. One thread is no default
+# either: alone, dam_break_3d's learned frame takes 35-46 ms on two threads and 52 ms on one. So the
+# window lets its network calls choose their thread count by their own timings (ThreadGovernor); record,
+# eval and the benches keep a fixed count, so they reproduce (the count changes the float sums' order).
+SLOW = 4.0  # a call this many times its thread count's best ...
+SLOW_EXCESS_MS = 10.0  # ... and this much over it is slow
+STRIKES = 2  # slow calls in a row before the other thread count is tried
+RETRY_S = 20.0  # then the count left is tried again after this long, twice as long each time it loses
+EXPLORE_AFTER = 3  # a key's calls at the first count before the other is measured
+
+_adaptive = False
+_full_threads = 1  # torch's thread count when adapt_threads was called: each governor's `full`
+_local = threading.local()
+
+
+def adapt_threads(enabled: bool = True) -> None:
+    """Let this process's network calls choose torch's CPU thread count from their own timings (the window
+    does; see ThreadGovernor). Each thread that runs networks gets its own governor (torch's count is the
+    calling thread's), all choosing between the count torch has now and one."""
+    global _adaptive, _full_threads
+    _adaptive, _full_threads = enabled, torch.get_num_threads()
+
+
+def network_timing(key: Hashable, ms: float) -> None:
+    """Report one network call's wall time (a key per network and input shape), for the governor of the
+    calling thread; nothing unless adapt_threads is on."""
+    if not _adaptive or _device.type != "cpu":
+        return
+    governor = getattr(_local, "governor", None)
+    if governor is None:  # a thread made while another's governor had one thread inherits that: reset it
+        governor = _local.governor = ThreadGovernor(_full_threads)
+        torch.set_num_threads(governor.full)
+    change = governor.observe(key, ms)
+    if change:
+        print(f"[sluice] {change}", file=sys.stderr)
+
+
+class ThreadGovernor:
+    """Chooses between `full` threads and one for the calls of one thread, by their wall times per key.
+
+    Each key's best time is kept per count. A key's first calls run at `full`; then one call measures the
+    single thread, and the faster count is kept. Two slow calls in a row (SLOW times the count's best and
+    SLOW_EXCESS_MS over it: another process competes for the cores) move to the other count, which is
+    kept if its first call takes at most half the slow one's time (if not, everything is slow, and the
+    slow calls are left alone for a backoff). The count left behind is tried again after RETRY_S, twice as
+    long each time its first call fails to beat the kept count's best (the competition is still there), so
+    a contended window pays one slow call per backoff, not one per frame. `set_threads` and `clock` are
+    torch.set_num_threads and time.monotonic outside tests."""
+
+    def __init__(
+        self,
+        full: int,
+        set_threads: Callable[[int], None] = torch.set_num_threads,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.full = self.current = max(int(full), 1)
+        self.set_threads, self.clock = set_threads, clock
+        self.best: dict[tuple[Hashable, int], float] = {}
+        self.calls: dict[Hashable, int] = {}
+        self.strikes = 0
+        self.backoff = RETRY_S
+        self.retry_at: float | None = None  # when the count left behind is tried again
+        self.strikes_from = 0.0  # slow calls move nothing before this (after a switch that did not help)
+        self.trial: tuple[int, float, bool] | None = None  # after a switch: (count left, time to beat, slow?)
+
+    def other(self) -> int:
+        return 1 if self.current == self.full else self.full
+
+    def _try(self, count_left: int, to_beat: float, for_slowness: bool = False) -> None:
+        self.current = self.other()
+        self.set_threads(self.current)
+        self.trial = (count_left, to_beat, for_slowness)
+
+    def observe(self, key: Hashable, ms: float) -> str | None:
+        """Take one call's time; returns a line saying why the count changed when it changed because the
+        calls ran slow (measuring and retrying change it silently)."""
+        if self.full == 1:
+            return None
+        count, previous = self.current, self.best.get((key, self.current))
+        self.best[(key, count)] = ms if previous is None else min(previous, ms)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        now = self.clock()
+        if self.trial is not None:  # the first call at a count switched to: keep it, or go back
+            left, to_beat, for_slowness = self.trial
+            self.trial = None
+            if ms <= to_beat:  # kept; the count left is tried again later (the competition may end)
+                self.backoff = RETRY_S
+                self.retry_at = now + self.backoff
+                return None
+            self.current = left
+            self.set_threads(left)
+            self.backoff *= 2
+            self.retry_at = now + self.backoff
+            if for_slowness:
+                self.strikes_from = now + self.backoff
+            return None
+        other = self.other()
+        if (key, other) not in self.best:
+            if self.calls[key] >= EXPLORE_AFTER:  # measure the other count once, keep the faster
+                self._try(count, self.best[(key, count)])
+            return None
+        slow = previous is not None and ms > SLOW * previous and ms - previous > SLOW_EXCESS_MS
+        self.strikes = self.strikes + 1 if slow and now >= self.strikes_from else 0
+        if self.strikes >= STRIKES:
+            self.strikes = 0
+            self._try(count, 0.5 * ms, for_slowness=True)
+            return (
+                f"network calls ran {ms / previous:.0f}x slower than their best on {count} thread(s) "
+                f"(another process competing for the cores?); trying {other}"
+            )
+        if self.retry_at is not None and now >= self.retry_at:
+            self.retry_at = None
+            self._try(count, 0.9 * self.best[(key, count)])  # it must beat the kept count's best
+        return None

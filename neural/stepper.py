@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neural.device import network_autocast
+from neural.device import network_autocast, network_timing
 from neural.grid import N_MATERIALS, PAD, ModelGrid, SolidMasks, assemble_features, velocity_of
 from neural.guard import Audit, Guard, GuardScores, disagreement
 from neural.model import GridStepper
@@ -134,6 +134,7 @@ class NeuralStepper:
             velocities = self.model(features[None], gravity=gravity)[0]  # (M, dim, *grid)
         t2 = time.perf_counter()
         split = {"p2g": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+        network_timing((id(self.model), tuple(features.shape)), split["model"])  # the window's threads
         if self.projection:
             walls, capacity = self._masks.walls_and_capacity_on(device)
             fractions = features[:N_MATERIALS]

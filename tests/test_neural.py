@@ -447,3 +447,89 @@ def test_a_non_finite_loss_stops_training_before_the_weights_change():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     optimise(model, optimizer, model(torch.ones(1, 3)).sum(), None)  # a finite loss steps
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _governor(full: int = 2):
+    from neural.device import ThreadGovernor
+
+    counts, clock = [], _Clock()
+    return ThreadGovernor(full, counts.append, clock), counts, clock
+
+
+def test_the_thread_governor_keeps_the_faster_count_and_leaves_a_competed_one():
+    """The window's network calls (neural.device.ThreadGovernor): two threads when they are faster alone;
+    one when another process makes two threads' calls 70x slower; two again once the competition ends,
+    found by retries whose spacing doubles while it lasts."""
+    from neural.device import RETRY_S
+
+    g, counts, clock = _governor()
+    key = ("unet", (11, 72, 48))
+    for _ in range(3):
+        assert g.observe(key, 4.0) is None
+    assert g.current == 1  # the single thread is measured once ...
+    g.observe(key, 5.0)
+    assert g.current == 2 and counts == [1, 2]  # ... and loses
+    for _ in range(10):
+        g.observe(key, 4.2)
+    assert g.current == 2
+    # Another process competes: two slow calls in a row move to one thread, which keeps its speed
+    assert g.observe(key, 370.0) is None
+    message = g.observe(key, 380.0)
+    assert message is not None and "slower" in message and g.current == 1
+    g.observe(key, 6.0)
+    assert g.current == 1
+    clock.now += RETRY_S  # a retry of two threads while the competition lasts: one slow call, then back
+    g.observe(key, 6.0)
+    assert g.current == 2
+    g.observe(key, 375.0)
+    assert g.current == 1
+    clock.now += RETRY_S  # the backoff doubled: nothing yet
+    g.observe(key, 6.0)
+    assert g.current == 1
+    clock.now += RETRY_S
+    g.observe(key, 6.0)
+    assert g.current == 2
+    g.observe(key, 4.1)  # the competition ended: two threads beat one's best and stay
+    assert g.current == 2
+    for _ in range(5):
+        g.observe(key, 4.1)
+    assert g.current == 2
+
+
+def test_the_thread_governor_leaves_calls_alone_when_every_count_is_slow():
+    g, counts, clock = _governor()
+    key = "unet"
+    for ms in (4.0, 4.0, 4.0, 5.0):  # measured: two threads kept
+        g.observe(key, ms)
+    g.observe(key, 300.0)
+    assert g.observe(key, 300.0) is not None and g.current == 1
+    g.observe(key, 280.0)  # one thread is as slow: back, and slow calls move nothing for a backoff
+    assert g.current == 2
+    switches = len(counts)
+    for _ in range(20):
+        g.observe(key, 300.0)
+    assert len(counts) == switches
+
+
+def test_the_thread_governor_does_nothing_on_one_thread_or_when_off():
+    import torch
+
+    from neural import device
+
+    g, counts, _ = _governor(full=1)
+    for ms in (4.0, 400.0, 400.0, 400.0):
+        assert g.observe("unet", ms) is None
+    assert counts == []
+    before = torch.get_num_threads()
+    assert not device._adaptive  # record, eval, the benches and the tests keep their thread count
+    for _ in range(10):
+        device.network_timing("unet", 400.0)
+    assert torch.get_num_threads() == before and getattr(device._local, "governor", None) is None

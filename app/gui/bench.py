@@ -5,7 +5,11 @@ obstacle drawn into the flow."""
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEventLoop
@@ -142,6 +146,42 @@ def _pacing(scene: str, frames: int) -> dict:
     return out
 
 
+COMPETITOR_SCENE = "water_sand"
+
+
+def contended_records(quick: bool = False) -> list[dict]:
+    """dam_break in Hybrid, played unpaced, alone and then beside another sluice process (`record` of
+    water_sand in its default mode, torch on its default threads): two processes that each run torch on
+    every core made each other's network calls 70x slower (neural.device.ThreadGovernor)."""
+    frames = 30 if quick else 300
+    alone = _play(SCENE, frames, "hybrid")
+    main = Path(__file__).resolve().parents[2] / "main.py"
+    with tempfile.TemporaryDirectory(prefix="sluice-contend-") as folder:
+        competitor = subprocess.Popen(
+            [sys.executable, str(main), "record", "--scene", COMPETITOR_SCENE, "--frames", "100000"]
+            + ["--size", "320x180", "--out", str(Path(folder) / "competitor.mp4")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(20)  # its start (kernels from the cache, the weights) is over: it is stepping
+            contended = _play(SCENE, frames, "hybrid")
+            ran = competitor.poll() is None
+        finally:
+            competitor.kill()
+            competitor.wait()
+    if not ran:
+        print("bench gui: the competing record ended before the contended run did; no contended records")
+        return []
+    fps_alone, fps = alone["frames"] / alone["wall"], contended["frames"] / contended["wall"]
+    beside = f"beside `record --scene {COMPETITOR_SCENE}`"
+    return [
+        record("gui.contended.fps", fps, "1/s", scene=SCENE, frames=contended["frames"], note=beside),
+        record("gui.contended.fps_alone", fps_alone, "1/s", scene=SCENE, note="the same run alone"),
+        record("gui.contended.ratio", fps / fps_alone, "x", target=">= 0.5", note=beside),
+    ]
+
+
 def pacing_records(quick: bool = False) -> list[dict]:
     records = []
     for scene, name in PACING_SCENES.items():
@@ -175,6 +215,9 @@ def gui_records(quick: bool = False) -> list[dict]:
 
     gui.overhead.ratio = wall time per GUI frame / time inside Session.tick per frame: what the window
     (frame export, drawing, HUD, event handling) adds on top of the simulation."""
+    from neural.device import adapt_threads
+
+    adapt_threads()  # as run_gui: the window's network calls pick torch's thread count
     application()
     run = _play(SCENE, 30 if quick else 300, "numerical")
     done, wall, tick_s = run["frames"], run["wall"], run["tick_s"]
@@ -193,6 +236,7 @@ def gui_records(quick: bool = False) -> list[dict]:
         record("gui.render_ms", run["render_ms"], "ms", note="paintGL CPU time, median"),
     ]
     records += pacing_records(quick)
+    records += contended_records(quick)
     try:
         run = _play(SCENE_3D, 10 if quick else 60, "hybrid")
     except RuntimeError as e:  # no 3D weights: say so rather than time the numerical solver

@@ -72,8 +72,9 @@ def open_window(scene: str | Path, play: bool = True, overrides: dict | None = N
 
 
 def run_gui(scene: str | Path = DEFAULT_SCENE, arch: str = "auto", device: str = "auto") -> int:
-    from neural.device import DeviceError, set_device
+    from neural.device import DeviceError, adapt_threads, set_device
 
+    adapt_threads()  # the window's network calls pick torch's thread count by their timings
     app = application()
     note = start_taichi(arch)
     try:
