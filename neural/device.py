@@ -88,6 +88,7 @@ SLOW = 4.0  # a call this many times its thread count's best ...
 SLOW_EXCESS_MS = 10.0  # ... and this much over it is slow
 STRIKES = 2  # slow calls in a row before the other thread count is tried
 RETRY_S = 20.0  # then the count left is tried again after this long, twice as long each time it loses
+MAX_RETRY_S = 300.0  # ... up to this: a competition that ended is found within five minutes
 EXPLORE_AFTER = 3  # a key's calls at the first count before the other is measured
 
 _adaptive = False
@@ -110,8 +111,9 @@ def network_timing(key: Hashable, ms: float) -> None:
         return
     governor = getattr(_local, "governor", None)
     if governor is None:  # a thread made while another's governor had one thread inherits that: reset it
-        governor = _local.governor = ThreadGovernor(_full_threads)
-        torch.set_num_threads(governor.full)
+        _local.governor = ThreadGovernor(_full_threads)
+        torch.set_num_threads(_full_threads)
+        return  # this call ran at the inherited count: not a measurement of `full`
     change = governor.observe(key, ms)
     if change:
         print(f"[sluice] {change}", file=sys.stderr)
@@ -120,14 +122,15 @@ def network_timing(key: Hashable, ms: float) -> None:
 class ThreadGovernor:
     """Chooses between `full` threads and one for the calls of one thread, by their wall times per key.
 
-    Each key's best time is kept per count. A key's first calls run at `full`; then one call measures the
-    single thread, and the faster count is kept. Two slow calls in a row (SLOW times the count's best and
-    SLOW_EXCESS_MS over it: another process competes for the cores) move to the other count, which is
-    kept if its first call takes at most half the slow one's time (if not, everything is slow, and the
-    slow calls are left alone for a backoff). The count left behind is tried again after RETRY_S, twice as
-    long each time its first call fails to beat the kept count's best (the competition is still there), so
-    a contended window pays one slow call per backoff, not one per frame. `set_threads` and `clock` are
-    torch.set_num_threads and time.monotonic outside tests."""
+    Each key's best time is kept per count. A key's first EXPLORE_AFTER calls run at the count in force; then
+    one call measures the other count, which is kept if it is at least as fast as the first count's best.
+    Two slow calls in a row (SLOW times the count's best and SLOW_EXCESS_MS over it: another process
+    competes for the cores) move to the other count, which is kept if its first call takes at most half the
+    slow one's time (if not, every count is slow, and slow calls are left alone for a backoff). The count left
+    behind is tried again after RETRY_S and kept if it beats 0.9 of the kept count's best; each trial that
+    loses doubles the wait (up to MAX_RETRY_S), so a contended window pays one slow call per backoff, not one
+    per frame. A trial is settled by the next call of its own key (a thread may run several networks or input
+    shapes in turn). `set_threads` and `clock` are torch.set_num_threads and time.monotonic outside tests."""
 
     def __init__(
         self,
@@ -143,15 +146,16 @@ class ThreadGovernor:
         self.backoff = RETRY_S
         self.retry_at: float | None = None  # when the count left behind is tried again
         self.strikes_from = 0.0  # slow calls move nothing before this (after a switch that did not help)
-        self.trial: tuple[int, float, bool] | None = None  # after a switch: (count left, time to beat, slow?)
+        # After a switch: (its key, the count left, the time to beat, whether slowness caused it, when)
+        self.trial: tuple[Hashable, int, float, bool, float] | None = None
 
     def other(self) -> int:
         return 1 if self.current == self.full else self.full
 
-    def _try(self, count_left: int, to_beat: float, for_slowness: bool = False) -> None:
+    def _try(self, key: Hashable, count_left: int, to_beat: float, for_slowness: bool = False) -> None:
         self.current = self.other()
         self.set_threads(self.current)
-        self.trial = (count_left, to_beat, for_slowness)
+        self.trial = (key, count_left, to_beat, for_slowness, self.clock())
 
     def observe(self, key: Hashable, ms: float) -> str | None:
         """Take one call's time; returns a line saying why the count changed when it changed because the
@@ -162,8 +166,12 @@ class ThreadGovernor:
         self.best[(key, count)] = ms if previous is None else min(previous, ms)
         self.calls[key] = self.calls.get(key, 0) + 1
         now = self.clock()
-        if self.trial is not None:  # the first call at a count switched to: keep it, or go back
-            left, to_beat, for_slowness = self.trial
+        if self.trial is not None:
+            trial_key, left, to_beat, for_slowness, started = self.trial
+            if trial_key != key:  # another network's call: its time is kept, the trial waits for its own
+                if now - started < RETRY_S:
+                    return None
+                ms, to_beat = 1.0, 0.0  # ... but not for ever (a shape seen once): back to the count left
             self.trial = None
             if ms <= to_beat:  # kept; the count left is tried again later (the competition may end)
                 self.backoff = RETRY_S
@@ -171,7 +179,7 @@ class ThreadGovernor:
                 return None
             self.current = left
             self.set_threads(left)
-            self.backoff *= 2
+            self.backoff = min(2 * self.backoff, MAX_RETRY_S)
             self.retry_at = now + self.backoff
             if for_slowness:
                 self.strikes_from = now + self.backoff
@@ -179,18 +187,18 @@ class ThreadGovernor:
         other = self.other()
         if (key, other) not in self.best:
             if self.calls[key] >= EXPLORE_AFTER:  # measure the other count once, keep the faster
-                self._try(count, self.best[(key, count)])
+                self._try(key, count, self.best[(key, count)])
             return None
         slow = previous is not None and ms > SLOW * previous and ms - previous > SLOW_EXCESS_MS
         self.strikes = self.strikes + 1 if slow and now >= self.strikes_from else 0
         if self.strikes >= STRIKES:
             self.strikes = 0
-            self._try(count, 0.5 * ms, for_slowness=True)
+            self._try(key, count, 0.5 * ms, for_slowness=True)
             return (
                 f"network calls ran {ms / previous:.0f}x slower than their best on {count} thread(s) "
-                f"(another process competing for the cores?); trying {other}"
+                f"(another process, or the window's own planning, competing for the cores?); trying {other}"
             )
         if self.retry_at is not None and now >= self.retry_at:
             self.retry_at = None
-            self._try(count, 0.9 * self.best[(key, count)])  # it must beat the kept count's best
+            self._try(key, count, 0.9 * self.best[(key, count)])  # it must beat the kept count's best
         return None

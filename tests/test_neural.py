@@ -533,3 +533,31 @@ def test_the_thread_governor_does_nothing_on_one_thread_or_when_off():
     for _ in range(10):
         device.network_timing("unet", 400.0)
     assert torch.get_num_threads() == before and getattr(device._local, "governor", None) is None
+
+
+def test_the_thread_governor_settles_a_trial_on_its_own_networks_calls():
+    """The stepper's and the critic's networks (or two input shapes) take turns on one thread: a trial of
+    the other count is judged by the next call of the network that started it, not by a cheaper one."""
+    from neural.device import RETRY_S
+
+    g, counts, clock = _governor()
+    big, small = "critic", "stepper"
+    for _ in range(3):  # both networks faster on two threads
+        g.observe(big, 80.0)
+        g.observe(small, 4.0)
+    assert g.current == 1  # the big network's trial of one thread ...
+    g.observe(small, 5.0)  # ... is not settled by the small network's call (5 ms beats 80)
+    assert g.current == 1
+    g.observe(big, 120.0)  # its own call loses: back to two threads
+    assert g.current == 2
+    for _ in range(5):
+        g.observe(small, 4.0)
+        g.observe(big, 80.0)
+    assert g.current == 2
+    # a trial whose network is not called again is abandoned after RETRY_S
+    g.observe(small, 4.0)
+    g._try("shape seen once", 2, 1.0)
+    assert g.current == 1
+    clock.now += RETRY_S
+    g.observe(small, 4.0)
+    assert g.current == 2 and g.trial is None

@@ -151,30 +151,42 @@ COMPETITOR_SCENE = "water_sand"
 
 def contended_records(quick: bool = False) -> list[dict]:
     """dam_break in Hybrid, played unpaced, alone and then beside another sluice process (`record` of
-    water_sand in its default mode, torch on its default threads): two processes that each run torch on
-    every core made each other's network calls 70x slower (neural.device.ThreadGovernor)."""
+    water_sand in Hybrid, torch on its default threads): two processes that each run torch on every core
+    made each other's network calls 70x slower (neural.device.ThreadGovernor)."""
     frames = 30 if quick else 300
-    alone = _play(SCENE, frames, "hybrid")
+    try:
+        alone = _play(SCENE, frames, "hybrid")
+    except RuntimeError as e:  # no 2D weights: nothing to contend for
+        print(e)
+        return []
     main = Path(__file__).resolve().parents[2] / "main.py"
     with tempfile.TemporaryDirectory(prefix="sluice-contend-") as folder:
-        competitor = subprocess.Popen(
-            [sys.executable, str(main), "record", "--scene", COMPETITOR_SCENE, "--frames", "100000"]
-            + ["--size", "320x180", "--out", str(Path(folder) / "competitor.mp4")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log = Path(folder) / "competitor.log"
+        with open(log, "w") as sink:
+            competitor = subprocess.Popen(
+                [sys.executable, str(main), "record", "--scene", COMPETITOR_SCENE, "--mode", "hybrid"]
+                + ["--frames", "100000", "--size", "320x180", "--out", str(Path(folder) / "competitor.mp4")],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
         try:
             time.sleep(20)  # its start (kernels from the cache, the weights) is over: it is stepping
-            contended = _play(SCENE, frames, "hybrid")
+            started = competitor.poll() is None
+            contended = _play(SCENE, frames, "hybrid") if started else None
             ran = competitor.poll() is None
         finally:
-            competitor.kill()
-            competitor.wait()
-    if not ran:
-        print("bench gui: the competing record ended before the contended run did; no contended records")
-        return []
+            competitor.terminate()
+            try:
+                competitor.wait(5)
+            except subprocess.TimeoutExpired:
+                competitor.kill()
+                competitor.wait()
+        if contended is None or not ran:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            print(f"bench gui: the competing record ended early; no contended records ({' / '.join(tail)})")
+            return []
     fps_alone, fps = alone["frames"] / alone["wall"], contended["frames"] / contended["wall"]
-    beside = f"beside `record --scene {COMPETITOR_SCENE}`"
+    beside = f"beside `record --scene {COMPETITOR_SCENE} --mode hybrid`"
     return [
         record("gui.contended.fps", fps, "1/s", scene=SCENE, frames=contended["frames"], note=beside),
         record("gui.contended.fps_alone", fps_alone, "1/s", scene=SCENE, note="the same run alone"),
