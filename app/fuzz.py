@@ -10,8 +10,9 @@ refused, an action skipped with its reason), so a case *fails* only when:
 - a frame leaves a non-finite particle state in place,
 - the live particles differ from the Session's ledger (seeded + poured - erased since the last start).
 A failing case is written to OUT/case_SEED_INDEX/ (scene.toml, script.toml, result.json with the
-traceback) and replays with `python main.py record --scene DIR/scene.toml --script DIR/script.toml
---frames N --out replay.mp4`.
+traceback) and replays with `OMP_NUM_THREADS=1 python main.py record --scene DIR/scene.toml --script
+DIR/script.toml --frames N --out replay.mp4` (torch on one thread, as in the worker: the count changes the
+order of float sums).
 """
 
 from __future__ import annotations
@@ -611,7 +612,7 @@ def print_report(report: FuzzReport, out: Path, file=sys.stdout) -> None:
         folder = out / r.name
         frames = max(r.planned, 1)
         print(
-            f"  {r.outcome}: {r.name}: {r.message}\n    replay: python main.py record --scene "
-            f"{folder}/scene.toml --script {folder}/script.toml --frames {frames} --out replay.mp4",
+            f"  {r.outcome}: {r.name}: {r.message}\n    replay: OMP_NUM_THREADS=1 python main.py record "
+            f"--scene {folder}/scene.toml --script {folder}/script.toml --frames {frames} --out replay.mp4",
             file=file,
         )
