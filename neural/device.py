@@ -168,12 +168,14 @@ class ThreadGovernor:
         now = self.clock()
         if self.trial is not None:
             trial_key, left, to_beat, for_slowness, started = self.trial
-            if trial_key != key:  # another network's call: its time is kept, the trial waits for its own
-                if now - started < RETRY_S:
-                    return None
-                ms, to_beat = 1.0, 0.0  # ... but not for ever (a shape seen once): back to the count left
+            if trial_key == key:
+                won = ms <= to_beat
+            elif now - started < RETRY_S:  # another network's call: its time is kept, the trial waits
+                return None
+            else:  # ... but not for ever (a shape seen once): lost, back to the count left
+                won = False
             self.trial = None
-            if ms <= to_beat:  # kept; the count left is tried again later (the competition may end)
+            if won:  # kept; the count left is tried again later (the competition may end)
                 self.backoff = RETRY_S
                 self.retry_at = now + self.backoff
                 return None
