@@ -7,6 +7,8 @@ m cells, that of the 3D ones 1/32 m. The 2D families are simulated at the app's 
 particles per cell: the cell of water_ramps, sand_ramps and water_sand), so the model learns the fine
 solver's outcomes on its coarse grid; water_tank2d holds water2d's scenes scaled into a 0.6 m square at
 dam_break's cell (0.6/131 m, against water2d's 1/128 m: 1.7x finer; its weights did not pay and do not ship).
+water_sand_dam2d is the app's water_sand in random variations: a water column at rest against a wall and
+one or two sand banks on the floor beside it (water_sand2d's water blocks never stand still).
 water3d and sand3d are simulated on their learned grid (8 particles per cell);
 water_tank3d holds the same scenes scaled into a 0.6 m tank and is simulated at dam_break_3d's cell (0.6/41
 m, 8 particles per cell): a 3D frame costs about its particle count, so the smaller tank keeps the app's
@@ -24,6 +26,7 @@ FAMILY_DIM = {
     "sand_ramps2d": 2,
     "water_sand2d": 2,
     "water_tank2d": 2,
+    "water_sand_dam2d": 2,
     "water3d": 3,
     "sand3d": 3,
     "water_tank3d": 3,
@@ -35,6 +38,7 @@ FAMILY_MATERIALS = {
     "sand_ramps2d": ["sand"],
     "water_sand2d": ["water", "sand"],
     "water_tank2d": ["water"],
+    "water_sand_dam2d": ["water", "sand"],
     "water3d": ["water"],
     "sand3d": ["sand"],
     "water_tank3d": ["water"],
@@ -159,6 +163,8 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
                 "boundary": "separate",
             }
         )
+    if family == "water_sand_dam2d":
+        return _dam_and_banks(rng, obstacles, family)
     if family in ("water_ramps2d", "sand_ramps2d"):
         obstacles += _ramps(rng, int(rng.integers(1, 4))) + _boxes(rng, int(rng.integers(0, 3)))
     materials = FAMILY_MATERIALS[family]
@@ -223,6 +229,39 @@ def _column(rng, obstacles: list[dict], family: str) -> dict:
     depth = min([o["min"][2] for o in obstacles if o["min"][2] > 0] + [side])
     height = min(height, MAX_PARTICLES_3D / family_particles(family, width * depth))
     return {"material": "water", "shape": "box", "min": [lo, 0.0, 0.0], "max": [lo + width, height, depth]}
+
+
+def _dam_and_banks(rng, obstacles: list[dict], family: str) -> dict:
+    """A resting water column against a wall (as _column) and one or two sand banks on the floor of the
+    space left beside it, 2-15 cm high, at least 2 cm from the column or each other: water_sand's dam break
+    onto a sand bank, varied."""
+    side = FAMILY_DOMAIN[family]
+    column = _column(rng, obstacles, family)
+    right = min([o["min"][0] for o in obstacles if o["min"][0] > 0] + [side])
+    gap = 0.02 * side
+    free = (column["max"][0] + gap, right) if column["min"][0] == 0.0 else (0.0, column["min"][0] - gap)
+    bodies = [column]
+    for _ in range(int(rng.integers(1, 3))):
+        room = free[1] - free[0]
+        if room < 0.06 * side:
+            break
+        width = float(rng.uniform(0.05 * side, room))
+        lo = float(rng.uniform(free[0], free[1] - width))
+        height = float(rng.uniform(0.02 * side, 0.15 * side))
+        bodies.append(
+            {
+                "material": "sand",
+                "shape": "box",
+                "min": [lo, 0.0],
+                "max": [lo + width, height],
+                "velocity": [0.0, 0.0],
+                "friction_angle": float(rng.uniform(25, 40)),
+            }
+        )
+        # the next bank goes in the larger part of what is left
+        left_part, right_part = (free[0], lo - gap), (lo + width + gap, free[1])
+        free = max(left_part, right_part, key=lambda r: r[1] - r[0])
+    return _scene(family, bodies, obstacles, FAMILY_SOLVER_GRID[family])
 
 
 def _front_wall(rng, side: float) -> list[dict]:

@@ -262,6 +262,23 @@ def test_water_tank2d_is_water2d_in_dam_breaks_tank_at_its_cell():
     assert 10 <= columns <= 30
 
 
+def test_water_sand_dam2d_is_a_resting_column_beside_sand_banks():
+    """water_sand's family of dam breaks: a water column at rest against a wall, one or two resting sand
+    banks on the floor beside it that touch neither the column nor each other, at water_sand's cell."""
+    app = load_scene("water_sand")
+    for seed in range(40):
+        scene = parse_scene(random_scene("water_sand_dam2d", np.random.default_rng(seed)), "water_sand_dam2d")
+        assert scene.dim == 2 and scene.grid == app.grid and max(scene.size) == max(app.size)
+        water, *banks = scene.bodies
+        assert water.material.name.lower() == "water" and 1 <= len(banks) <= 2
+        assert not any(np.any(b.velocity) for b in scene.bodies)
+        assert water.lo[1] == 0 and (water.lo[0] == 0 or water.hi[0] >= 0.55)  # against a wall
+        for k, bank in enumerate(banks):
+            assert bank.material.name.lower() == "sand" and bank.lo[1] == 0 and bank.hi[1] <= 0.15 + 1e-9
+            for other in [water, *banks[:k]]:
+                assert bank.hi[0] + 0.02 - 1e-9 <= other.lo[0] or other.hi[0] + 0.02 - 1e-9 <= bank.lo[0]
+
+
 # ------------------------------------------------------------------------------------------------ 3D
 
 
