@@ -215,12 +215,17 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
     return _scene(family, bodies, obstacles, grid)
 
 
+def _right_wall(obstacles: list[dict], side: float) -> float:
+    """Where the random right wall stands (the domain's side when there is none)."""
+    return min([o["min"][0] for o in obstacles if o["min"][0] > 0] + [side])
+
+
 def _column(rng, obstacles: list[dict], family: str) -> dict:
     """A water column at rest against the left wall or the right one (the domain's or the random wall),
     width 0.08-0.3 of the domain's side and 1-2.5 times as high: a dam break. In 3D it fills the tank's
     depth (up to the front wall, if there is one) and is lowered to stay within the particle budget."""
     dim, side = FAMILY_DIM[family], FAMILY_DOMAIN[family]
-    right = min([o["min"][0] for o in obstacles if o["min"][0] > 0] + [side])  # the random right wall
+    right = _right_wall(obstacles, side)
     width = float(rng.uniform(0.08 * side, min(0.3 * side, right / 3)))
     height = float(min(width * rng.uniform(1.0, 2.5), 0.7 * side))
     lo = 0.0 if rng.random() < 0.5 else right - width
@@ -237,7 +242,7 @@ def _dam_and_banks(rng, obstacles: list[dict], family: str) -> dict:
     onto a sand bank, varied."""
     side = FAMILY_DOMAIN[family]
     column = _column(rng, obstacles, family)
-    right = min([o["min"][0] for o in obstacles if o["min"][0] > 0] + [side])
+    right = _right_wall(obstacles, side)
     gap = 0.02 * side
     free = (column["max"][0] + gap, right) if column["min"][0] == 0.0 else (0.0, column["min"][0] - gap)
     bodies = [column]
