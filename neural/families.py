@@ -9,6 +9,9 @@ solver's outcomes on its coarse grid; water_tank2d holds water2d's scenes scaled
 dam_break's cell (0.6/131 m, against water2d's 1/128 m: 1.7x finer; its weights did not pay and do not ship).
 water_sand_dam2d is the app's water_sand in random variations: a water column at rest against a wall and
 one or two sand banks on the floor beside it (water_sand2d's water blocks never stand still).
+sand_chute2d is the app's sand_ramps in random variations: a block of sand dropped onto the upper end of a
+ramp that runs down onto a second ramp sloping the other way, both ramps letting the sand leave them
+("separate", as the scene's; sand_ramps2d's random ramps are "slip"), at the scene's wall friction.
 water3d and sand3d are simulated on their learned grid (8 particles per cell);
 water_tank3d holds the same scenes scaled into a 0.6 m tank and is simulated at dam_break_3d's cell (0.6/41
 m, 8 particles per cell): a 3D frame costs about its particle count, so the smaller tank keeps the app's
@@ -27,6 +30,7 @@ FAMILY_DIM = {
     "water_sand2d": 2,
     "water_tank2d": 2,
     "water_sand_dam2d": 2,
+    "sand_chute2d": 2,
     "water3d": 3,
     "sand3d": 3,
     "water_tank3d": 3,
@@ -39,6 +43,7 @@ FAMILY_MATERIALS = {
     "water_sand2d": ["water", "sand"],
     "water_tank2d": ["water"],
     "water_sand_dam2d": ["water", "sand"],
+    "sand_chute2d": ["sand"],
     "water3d": ["water"],
     "sand3d": ["sand"],
     "water_tank3d": ["water"],
@@ -69,6 +74,7 @@ FAMILY_WALL_FRICTION = {
     "water_tank3d": 0.0,
     "water_tank2d": 0.0,
     "sand_tank3d": 0.5,
+    "sand_chute2d": 0.5,  # sand_ramps'
 }
 MAX_INITIAL_SPEED = 1.5  # m/s per axis for water blocks
 # The fastest flow any scene of a 2D family can reach: one sound speed and dt for the whole dataset.
@@ -165,6 +171,8 @@ def random_scene(family: str, rng: np.random.Generator, for_controller: bool = F
         )
     if family == "water_sand_dam2d":
         return _dam_and_banks(rng, obstacles, family)
+    if family == "sand_chute2d":  # the scene's chute spans the domain: no random wall
+        return _chute(rng, family)
     if family in ("water_ramps2d", "sand_ramps2d"):
         obstacles += _ramps(rng, int(rng.integers(1, 4))) + _boxes(rng, int(rng.integers(0, 3)))
     materials = FAMILY_MATERIALS[family]
@@ -267,6 +275,78 @@ def _dam_and_banks(rng, obstacles: list[dict], family: str) -> dict:
         left_part, right_part = (free[0], lo - gap), (lo + width + gap, free[1])
         free = max(left_part, right_part, key=lambda r: r[1] - r[0])
     return _scene(family, bodies, obstacles, FAMILY_SOLVER_GRID[family])
+
+
+def _ramp_from_upper_end(upper_end, half_length: float, half_thickness: float, angle: float, friction: float):
+    """A "separate" ramp whose upper end's top surface is at `upper_end`, sloping at `angle` degrees
+    (negative: down to the right), as (obstacle, its lower end's top surface, top surface height at x)."""
+    a = np.radians(angle)
+    direction = np.array([np.cos(a), np.sin(a)]) * (1.0 if angle < 0 else -1.0)  # from the upper end down
+    normal = np.array([-np.sin(a), np.cos(a)])
+    center = np.asarray(upper_end) + half_length * direction - half_thickness * normal
+    lower_end = np.asarray(upper_end) + 2 * half_length * direction
+
+    def surface(x: float) -> float:
+        return float(center[1] + np.tan(a) * (x - center[0]) + half_thickness / np.cos(a))
+
+    obstacle = {
+        "shape": "ramp",
+        "center": [float(c) for c in center],
+        "half_size": [half_length, half_thickness],
+        "angle": angle,
+        "boundary": "separate",
+        "friction": friction,
+    }
+    return obstacle, lower_end, surface
+
+
+def _chute(rng, family: str) -> dict:
+    """sand_ramps varied: an upper ramp sloping 15-35 degrees down to the right from its upper end at
+    x 0.08-0.25 m, y 0.35-0.55 m; below its lower end the lower end of a second ramp sloping 10-30 degrees
+    up to the right; a sand block of 8-22 by 8-26 cm, a third of it or more over the upper ramp's upper
+    end, 0.5-6 cm above it. A quarter of the chutes are mirrored left to right. Everything stays below
+    0.75 m, sand_ramps' top."""
+    side = FAMILY_DOMAIN[family]
+    friction = lambda: float(rng.uniform(0.1, 0.5))  # noqa: E731
+    top = (float(rng.uniform(0.08, 0.25)), float(rng.uniform(0.35, 0.55)))
+    slope = float(rng.uniform(15, 35))
+    # long enough to matter, short enough that its lower end stays 20 cm above the floor
+    length = float(min(rng.uniform(0.15, 0.25), (top[1] - 0.2) / (2 * np.sin(np.radians(slope)))))
+    upper, lower_end, surface = _ramp_from_upper_end(
+        top, length, float(rng.uniform(0.012, 0.02)), -slope, friction()
+    )
+    angle = float(rng.uniform(10, 30))
+    low = (
+        lower_end[0] + rng.uniform(-0.06, 0.04),
+        rng.uniform(0.06, max(0.07, min(0.22, lower_end[1] - 0.08))),
+    )
+    length = float(min(rng.uniform(0.12, 0.22), (0.97 * side - low[0]) / (2 * np.cos(np.radians(angle)))))
+    # the lower ramp is given by its upper end, which lies 2 half lengths up the slope from `low`
+    upper_of_lower = np.asarray(low) + 2 * length * np.array(
+        [np.cos(np.radians(angle)), np.sin(np.radians(angle))]
+    )
+    lower, _, _ = _ramp_from_upper_end(
+        upper_of_lower, length, float(rng.uniform(0.012, 0.02)), angle, friction()
+    )
+    top_end = float(upper["center"][0] - upper["half_size"][0] * np.cos(np.radians(upper["angle"])))
+    width = float(rng.uniform(0.08, 0.22))
+    x0 = float(max(0.0, rng.uniform(top_end - 0.7 * width, top_end + 0.08)))  # a third or more over the ramp
+    y0 = surface(max(x0, top_end)) + float(rng.uniform(0.005, 0.06))
+    height = float(min(rng.uniform(0.08, 0.26), 0.74 * side - y0))
+    body = {
+        "material": "sand",
+        "shape": "box",
+        "min": [x0, y0],
+        "max": [x0 + width, y0 + height],
+        "velocity": [0.0, 0.0],
+        "friction_angle": float(rng.uniform(25, 40)),
+    }
+    obstacles = [upper, lower]
+    if rng.random() < 0.25:  # mirrored: x -> side - x
+        body["min"][0], body["max"][0] = side - body["max"][0], side - body["min"][0]
+        for o in obstacles:
+            o["center"][0], o["angle"] = side - o["center"][0], -o["angle"]
+    return _scene(family, [body], obstacles, FAMILY_SOLVER_GRID[family])
 
 
 def _front_wall(rng, side: float) -> list[dict]:

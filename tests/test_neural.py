@@ -279,6 +279,27 @@ def test_water_sand_dam2d_is_a_resting_column_beside_sand_banks():
                 assert bank.hi[0] + 0.02 - 1e-9 <= other.lo[0] or other.hi[0] + 0.02 - 1e-9 <= bank.lo[0]
 
 
+def test_sand_chute2d_drops_sand_onto_a_ramp_above_a_second_ramp():
+    """sand_ramps' family: one sand block above the upper end of a ramp whose lower end lies over the lower
+    end of a second ramp sloping the other way, both "separate", everything below sand_ramps' top, at its
+    cell and wall friction."""
+    app = load_scene("sand_ramps")
+    for seed in range(40):
+        scene = parse_scene(random_scene("sand_chute2d", np.random.default_rng(seed)), "sand_chute2d")
+        assert scene.grid == app.grid and max(scene.size) == max(app.size) and scene.friction == app.friction
+        (sand,) = scene.bodies
+        assert sand.material.name.lower() == "sand" and sand.hi[1] <= app.size[1]
+        upper, lower = scene.obstacles
+        assert {upper.boundary, lower.boundary} == {app.obstacles[0].boundary}
+        assert np.sign(upper.angle) == -np.sign(lower.angle) and 10 <= abs(lower.angle) <= 35
+        assert upper.center[1] > lower.center[1] and abs(upper.center[0] - sand.middle[0]) < 0.35
+        # some of the sand lies over the upper ramp (as sand_ramps' straddles its upper end)
+        below = np.array(
+            [[x, y] for x in np.linspace(sand.lo[0], sand.hi[0], 9) for y in np.linspace(0, sand.lo[1], 60)]
+        )
+        assert (upper.signed_distance(below) < 0).any()
+
+
 # ------------------------------------------------------------------------------------------------ 3D
 
 
