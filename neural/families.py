@@ -10,8 +10,8 @@ dam_break's cell (0.6/131 m, against water2d's 1/128 m: 1.7x finer; its weights 
 water_sand_dam2d is the app's water_sand in random variations: a water column at rest against a wall and
 one or two sand banks on the floor beside it (water_sand2d's water blocks never stand still).
 sand_chute2d is the app's sand_ramps in random variations: a block of sand dropped onto the upper end of a
-ramp that runs down onto a second ramp sloping the other way, both ramps letting the sand leave them
-("separate", as the scene's; sand_ramps2d's random ramps are "slip"), at the scene's wall friction.
+ramp that runs down to near the lower end of a second ramp sloping the other way, both ramps letting the sand
+leave them ("separate", as the scene's; sand_ramps2d's random ramps are "slip"), at the scene's wall friction.
 water3d and sand3d are simulated on their learned grid (8 particles per cell);
 water_tank3d holds the same scenes scaled into a 0.6 m tank and is simulated at dam_break_3d's cell (0.6/41
 m, 8 particles per cell): a 3D frame costs about its particle count, so the smaller tank keeps the app's
@@ -303,9 +303,9 @@ def _ramp_from_upper_end(upper_end, half_length: float, half_thickness: float, a
 def _chute(rng, family: str) -> dict:
     """sand_ramps varied: an upper ramp sloping 15-35 degrees down to the right from its upper end at
     x 0.08-0.25 m, y 0.35-0.55 m; below its lower end the lower end of a second ramp sloping 10-30 degrees
-    up to the right; a sand block of 8-22 by 8-26 cm, a third of it or more over the upper ramp's upper
-    end, 0.5-6 cm above it. A quarter of the chutes are mirrored left to right. Everything stays below
-    0.75 m, sand_ramps' top."""
+    up to the right; a sand block of 8-22 by 8-26 cm, at least 30% of its width past the middle of the
+    upper ramp's end face, 0.5-6 cm above it. A quarter of the chutes are mirrored left to right. Everything
+    stays below 0.75 m, sand_ramps' top."""
     side = FAMILY_DOMAIN[family]
     friction = lambda: float(rng.uniform(0.1, 0.5))  # noqa: E731
     top = (float(rng.uniform(0.08, 0.25)), float(rng.uniform(0.35, 0.55)))
@@ -330,7 +330,7 @@ def _chute(rng, family: str) -> dict:
     )
     top_end = float(upper["center"][0] - upper["half_size"][0] * np.cos(np.radians(upper["angle"])))
     width = float(rng.uniform(0.08, 0.22))
-    x0 = float(max(0.0, rng.uniform(top_end - 0.7 * width, top_end + 0.08)))  # a third or more over the ramp
+    x0 = float(max(0.0, rng.uniform(top_end - 0.7 * width, top_end + 0.08)))  # 30% or more past the end
     y0 = surface(max(x0, top_end)) + float(rng.uniform(0.005, 0.06))
     height = float(min(rng.uniform(0.08, 0.26), 0.74 * side - y0))
     body = {

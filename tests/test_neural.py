@@ -280,7 +280,7 @@ def test_water_sand_dam2d_is_a_resting_column_beside_sand_banks():
 
 
 def test_sand_chute2d_drops_sand_onto_a_ramp_above_a_second_ramp():
-    """sand_ramps' family: one sand block above the upper end of a ramp whose lower end lies over the lower
+    """sand_ramps' family: one sand block above the upper end of a ramp whose lower end lies near the lower
     end of a second ramp sloping the other way, both "separate", everything below sand_ramps' top, at its
     cell and wall friction."""
     app = load_scene("sand_ramps")
