@@ -313,8 +313,10 @@ def _eval_scenes(args: argparse.Namespace) -> int:
     init_taichi("cpu")
     records, results = [], []
     for name in names:
-        sheet = Path("docs") / "eval" / f"{name}_sheet.png"
-        result = evaluate_scene(name, frames=max(args.frames or 120, 1), sheet=sheet)
+        # other weights than the shipped ones get their own sheet, named after the weights' file
+        tag = f"_{Path(args.model).stem}" if args.model else ""
+        sheet = Path("docs") / "eval" / f"{name}{tag}_sheet.png"
+        result = evaluate_scene(name, frames=max(args.frames or 120, 1), sheet=sheet, model=args.model)
         print(f"wrote {sheet}")
         results.append(result)
         records += scene_records(result, "eval")

@@ -316,17 +316,13 @@ def _chute(rng, family: str) -> dict:
         top, length, float(rng.uniform(0.012, 0.02)), -slope, friction()
     )
     angle = float(rng.uniform(10, 30))
-    low = (
-        lower_end[0] + rng.uniform(-0.06, 0.04),
-        rng.uniform(0.06, max(0.07, min(0.22, lower_end[1] - 0.08))),
-    )
-    length = float(min(rng.uniform(0.12, 0.22), (0.97 * side - low[0]) / (2 * np.cos(np.radians(angle)))))
+    up_slope = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+    # the upper ramp's lower end is >= 0.2 m up, so this lower end has 6 cm to 12-22 cm to choose from
+    low = (lower_end[0] + rng.uniform(-0.06, 0.04), rng.uniform(0.06, min(0.22, lower_end[1] - 0.08)))
+    length = float(min(rng.uniform(0.12, 0.22), (0.97 * side - low[0]) / (2 * up_slope[0])))
     # the lower ramp is given by its upper end, which lies 2 half lengths up the slope from `low`
-    upper_of_lower = np.asarray(low) + 2 * length * np.array(
-        [np.cos(np.radians(angle)), np.sin(np.radians(angle))]
-    )
     lower, _, _ = _ramp_from_upper_end(
-        upper_of_lower, length, float(rng.uniform(0.012, 0.02)), angle, friction()
+        np.asarray(low) + 2 * length * up_slope, length, float(rng.uniform(0.012, 0.02)), angle, friction()
     )
     top_end = float(upper["center"][0] - upper["half_size"][0] * np.cos(np.radians(upper["angle"])))
     width = float(rng.uniform(0.08, 0.22))

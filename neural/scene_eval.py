@@ -300,13 +300,18 @@ def guard_quality(solver, hybrid: HybridStepper, start, frames: int, h: float, s
 
 
 def evaluate_scene(
-    name: str, frames: int = 120, lowres: bool = True, sheet: Path | None = None, timing_rounds: bool = True
+    name: str,
+    frames: int = 120,
+    lowres: bool = True,
+    sheet: Path | None = None,
+    timing_rounds: bool = True,
+    model: str | None = None,
 ) -> dict:
     """The hybrid on a built-in scene against its solver and fixed low-resolution runs; the costs from
     TIMING_ROUNDS interleaved timing-only rollouts each (_time_rounds; without `timing_rounds`, from the
-    observed rollouts themselves)."""
+    observed rollouts themselves). `model`: weights to use instead of the shipped ones that fit."""
     scene = load_scene(name)
-    hybrid, message = make_stepper("hybrid", scene)
+    hybrid, message = make_stepper("hybrid", scene, model)
     if not isinstance(hybrid, HybridStepper):
         raise RuntimeError(f"{name}: {message}")
     h = hybrid.neural.spec.h

@@ -437,6 +437,13 @@ def test_evaluate_scene_reports_observables_and_writes_a_sheet(tmp_path):
     assert result["hybrid"]["rounds_follow_rollout"]
 
 
+def test_evaluate_scene_runs_the_weights_it_is_given(tmp_path):
+    # `eval neural --scene S --model M` evaluates M, not the shipped weights: weights that do not load
+    # stop it with their reason instead of quietly running the shipped ones.
+    with pytest.raises(RuntimeError, match="dam_break"):
+        evaluate_scene("dam_break", frames=1, lowres=False, model=str(tmp_path / "missing.safetensors"))
+
+
 def test_the_wall_condition_follows_its_mask_when_it_changes():
     # Its normals are kept while the same mask tensor comes back; another mask, or the same one changed
     # in place, is read afresh.
