@@ -207,6 +207,25 @@ def test_a_region_sketch_raises_the_mass_fraction_inside(family_solver, controll
     assert steered > free + 0.05, (free, steered)
 
 
+def test_the_preview_is_the_quick_plan_and_leaves_the_planning_model_alone(controller):
+    import torch
+
+    from control.bench import _plan_inputs
+    from control.controller import QUICK_STEPS
+
+    fluid, sketch, h = _plan_inputs(controller)
+    quick = controller.candidates(fluid, sketch, 40, h, 1, seed=2, steps=QUICK_STEPS)[0].values
+    before = controller.candidates(fluid, sketch, 40, h, 2, seed=5)
+    shown = controller.preview(fluid, sketch, 40, h, seed=2).values
+    # the same sample in another memory layout: equal to float rounding
+    assert np.abs(shown - quick).max() <= 1e-3 * np.abs(quick).max(), np.abs(shown - quick).max()
+    # the critic's fields are drawn by the untouched model: bit for bit what they were
+    after = controller.candidates(fluid, sketch, 40, h, 2, seed=5)
+    assert all(np.array_equal(a.values, b.values) for a, b in zip(before, after))
+    weight = next(controller.model.parameters())
+    assert weight.dim() != 4 or weight.is_contiguous(memory_format=torch.contiguous_format)
+
+
 def test_session_sketch_in_hybrid_mode_applies_the_plan_and_moves_the_water():
     from app.session import Session
     from control.condition import centroid
