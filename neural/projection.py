@@ -41,8 +41,6 @@ which makes the solid mask a Neumann boundary.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 WATER, SAND = 0, 3  # their volume-fraction channels (neural.grid, Material order)
@@ -141,52 +139,6 @@ def sliding_acceleration(accel: torch.Tensor, solid: torch.Tensor) -> torch.Tens
     return torch.where(surface, beside, accel) * ~inside
 
 
-def _fluid_system(
-    fluid: torch.Tensor, open_nodes: torch.Tensor, h: float, dim: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The projection's operator on the fluid nodes, A lam[n] = sum over axes and sides s of
-    open[n+s] (lam[n] - lam[n+2s]) / 4h^2 + shift lam[n], lam zero off the fluid nodes: a sparse CSR
-    matrix over the nodes where `fluid` (*grid, or (rows, *grid) with a mask per row) is set, those
-    nodes' flat indices into the mask, and each one's row (all 0 for one mask). Symmetric: the
-    coupling of n and n+2s is the open node between them either way."""
-    lead = fluid.dim() - dim
-    flat = fluid.reshape(-1) > 0
-    nodes = flat.nonzero()[:, 0]
-    count = nodes.numel()
-    device = fluid.device
-    index = torch.full(fluid.shape, -1, dtype=torch.long, device=device)
-    index.view(-1)[nodes] = torch.arange(count, device=device)
-    # The index of each node's next-but-one neighbours (-1: none, or not fluid). The outermost PAD nodes
-    # are walls, so reading past the grid's edge (padded with -1) never couples two fluid nodes.
-    padded = torch.nn.functional.pad(index, (2, 2) * dim, value=-1)
-    inner = (slice(None),) * lead + (slice(2, -2),) * dim
-    columns, values = [torch.arange(count, device=device)], []
-    centre = torch.full((count,), SHIFT / h**2, device=device)
-    for d in range(dim):
-        for s in (1, -1):
-            neighbour = list(inner)
-            neighbour[lead + d] = slice(2 + 2 * s, fluid.shape[lead + d] + 2 + 2 * s)
-            weight = _shift(open_nodes, d, s).expand(fluid.shape).reshape(-1)[nodes] / (4 * h**2)
-            centre = centre + weight
-            columns.append(padded[tuple(neighbour)].reshape(-1)[nodes])
-            values.append(-weight)
-    columns = torch.stack(columns, 1)  # (count, 1 + 2 dim): the node, then its neighbours
-    values = torch.stack([centre, *values], 1)
-    keep = columns >= 0
-    keep[:, 1:] &= values[:, 1:] < 0
-    entries = keep.sum(1)
-    order = torch.where(keep, columns, count).sort(1).indices  # each row's columns ascending, CSR's order
-    columns, values, keep = columns.gather(1, order), values.gather(1, order), keep.gather(1, order)
-    crow = torch.cat([entries.new_zeros(1), entries.cumsum(0)])
-    with warnings.catch_warnings():  # "CSR support is in beta": the product and its gradient are what we use
-        warnings.simplefilter("ignore")
-        matrix = torch.sparse_csr_tensor(
-            crow, columns[keep], values[keep], (count, count), check_invariants=False
-        )
-    group = nodes // fluid[0].numel() if lead else torch.zeros_like(nodes)
-    return matrix, nodes, group
-
-
 def projects(materials: list[str]) -> bool:
     """Whether a model of these materials has its velocities projected."""
     return any(m in HELD for m in materials)
@@ -237,49 +189,50 @@ def project(
     div = divergence(u, h)
     rhs = (div - target) * fluid  # (M, *grid)
 
-    # The system's operator -D(open G(.)) + shift, restricted to the fluid nodes, as the sparse matrix it
-    # is (_fluid_system): central differences reach the next-but-one node along each axis, through the
-    # open node between. Conjugate gradients run on the fluid nodes alone (a few hundred of a 2D grid's
-    # thousands), one sparse product an iteration: 2-3x faster than the same iteration on the whole grid,
-    # whose dozen small tensor calls cost more than their arithmetic (water_sand's projection: 5.3 -> 3.9 ms,
-    # dam_break_3d's 8.4 -> 4.4; the same iterations, the same answer to float rounding).
-    matrix, nodes, group = _fluid_system(fluid, open_nodes, h, dim)
-    # Every row its own mask: one column, the rows' nodes stacked (a block-diagonal system); one mask
-    # for all rows: a column per row.
-    b = rhs.reshape(-1)[nodes][:, None] if per_row else rhs.reshape(rhs.shape[0], -1)[:, nodes].T
-    rows = int(fluid.shape[0]) if per_row else 1
+    # The system's operator -D(open G(.)) + shift on fields held to the fluid nodes (every vector of
+    # the iteration below is), as the stencil it is: central differences reach the next-but-one node
+    # along each axis, through the open node between, so
+    #   A lam[n] = fluid[n] (sum over axes, sides s of open[n+s] (lam[n] - lam[n+2s]) / 4h^2 + shift lam[n]).
+    # One padded copy and 2 * dim products an iteration, where the shifts of divergence() and
+    # gradient() took three times as many small tensor calls, whose overhead is the cost at these sizes.
+    # Zero padding equals the shifts' wrap: the outermost PAD nodes are walls (open 0).
+    rows = rhs.dim() - dim  # the batch axis of the iteration's vectors, one (the masks may have none)
+    grid = tuple(range(rows, rows + dim))
+    inner = (slice(None),) * rows + (slice(2, -2),) * dim
+    sides, weights = [], []
+    for d in range(dim):
+        for s in (1, -1):
+            neighbour = list(inner)
+            neighbour[rows + d] = slice(2 + 2 * s, rhs.shape[rows + d] + 2 + 2 * s)
+            sides.append(tuple(neighbour))
+            weights.append(fluid * _shift(open_nodes, d, s) / (4 * h**2))
+    centre = sum(weights) + fluid * SHIFT / h**2
+    pad = (2, 2) * dim
 
-    def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Each row's x . y (rows, columns)."""
-        if rows == 1:
-            return (x * y).sum(0, keepdim=True)
-        return x.new_zeros(rows, x.shape[1]).index_add(0, group, x * y)
-
-    def spread(coefficient: torch.Tensor) -> torch.Tensor:
-        """A per-row coefficient on each of the row's nodes."""
-        return coefficient if rows == 1 else coefficient[group]
+    def operator(lam: torch.Tensor) -> torch.Tensor:
+        padded = torch.nn.functional.pad(lam, pad)
+        out = centre * lam
+        for side, weight in zip(sides, weights):
+            out = torch.addcmul(out, weight, padded[side], value=-1)
+        return out
 
     # Conjugate gradients on each row at once, until every row's residual is TOLERANCE of its start.
-    lam = torch.zeros_like(b)
-    residual = direction = b
-    rr = dot(residual, residual)
+    row = rhs.shape[:rows] + (1,) * dim
+    lam = torch.zeros_like(rhs)
+    residual = direction = rhs
+    rr = (residual * residual).sum(grid)
     stop = TOLERANCE**2 * rr.clamp_min(1e-30)
     for _ in range(ITERATIONS):
         if bool((rr <= stop).all()):
             break
-        a_dir = matrix @ direction
-        alpha = spread(rr / dot(direction, a_dir).clamp_min(1e-30))
+        a_dir = operator(direction)
+        alpha = (rr / (direction * a_dir).sum(grid).clamp_min(1e-30)).view(row)
         lam = torch.addcmul(lam, alpha, direction)
         residual = torch.addcmul(residual, alpha, a_dir, value=-1)
-        rr_new = dot(residual, residual)
-        direction = torch.addcmul(residual, spread(rr_new / rr.clamp_min(1e-30)), direction)
+        rr_new = (residual * residual).sum(grid)
+        direction = torch.addcmul(residual, (rr_new / rr.clamp_min(1e-30)).view(row), direction)
         rr = rr_new
-    if per_row:
-        lam = b.new_zeros(rhs.numel()).index_copy(0, nodes, lam[:, 0]).view(rhs.shape)
-    else:
-        lam = b.new_zeros(rhs.shape[0], rhs[0].numel()).index_copy(1, nodes, lam.T)
-        lam = lam.view(rhs.shape)
-    projected = u + open_nodes * gradient(lam, h, dim)
+    projected = u + open_nodes * gradient(lam * fluid, h, dim)
     after = (divergence(projected, h) - target) * fluid
     scores = {
         "divergence_before": float(((div - target) * fluid).detach().abs().max()),

@@ -56,25 +56,6 @@ def test_projection_removes_divergence_on_water_and_keeps_walls():
     assert (projected[:, 1][:, floor] >= -1e-6).all()
 
 
-def test_states_projected_in_one_call_are_each_projected_as_alone():
-    """The critic projects many states at once, each with its own water (a block-diagonal system):
-    every row's answer is the one it gets alone, to the iteration's tolerance (a row whose system
-    converges first iterates on with the others)."""
-    grid = ModelGrid(2, 1 / 32, (1.0, 1.0))
-    solid = torch.from_numpy(grid.solid_mask(walls_on_boundary=True))
-    capacity = torch.from_numpy(grid.capacity())
-    fractions = torch.zeros(3, N_MATERIALS, *grid.shape)
-    fractions[0, 0, 4:20, 2:16] = capacity[4:20, 2:16]
-    fractions[1, 0, 10:30, 2:8] = 1.1 * capacity[10:30, 2:8]  # compressed: expands
-    fractions[2, 3, 3:6, 2:5] = capacity[3:6, 2:5]  # a little sand
-    velocities = torch.randn(3, 2, *grid.shape, generator=torch.Generator().manual_seed(1))
-    together, _ = project(velocities, fractions, solid, capacity, grid.h, 1 / 60)
-    for row in range(3):
-        alone, _ = project(velocities[row : row + 1], fractions[row], solid, capacity, grid.h, 1 / 60)
-        assert torch.allclose(together[row], alone[0], atol=1e-3)
-    assert not torch.allclose(together[0], velocities[0])
-
-
 def test_the_sliding_prior_slides_down_a_ramp_and_rests_on_the_floor():
     """With the sliding prior, gravity beside a solid keeps only its slide along it: on sand_ramps' upper
     ramp the prior's acceleration points down the slope and not into it, on the floor it vanishes, deep in
